@@ -1,0 +1,102 @@
+//! The admin listener (plain HTTP, meant for the pod address or loopback): `/healthz` (the
+//! process is alive), `/readyz` (a certificate is loaded and the upstream accepts
+//! connections) and `/metrics` (Prometheus text format).
+
+use crate::proxy::responses::full;
+use crate::proxy::Body;
+use crate::state::AppState;
+use http::{header, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+pub async fn serve_admin(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let builder = Arc::new(builder.http1_only());
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            a = listener.accept() => match a {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::error!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let state = state.clone();
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                async move { Ok::<_, Infallible>(route(&state, req).await) }
+            });
+            let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
+        });
+    }
+}
+
+async fn route(state: &AppState, req: Request<Incoming>) -> Response<Body> {
+    match req.uri().path() {
+        "/healthz" => text(StatusCode::OK, "ok\n".into()),
+        "/readyz" => match readiness(state).await {
+            Ok(()) => text(StatusCode::OK, "ready\n".into()),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
+        },
+        "/metrics" => {
+            let mut resp = text(StatusCode::OK, state.metrics.encode());
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            resp
+        }
+        _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
+    }
+}
+
+/// Ready when a certificate is loaded and a TCP connection to the upstream opens within a second.
+async fn readiness(state: &AppState) -> Result<(), &'static str> {
+    if state.certs.current().infos.is_empty() {
+        return Err("no certificate loaded");
+    }
+    let u = &state.config.upstream.url;
+    let addr = (u.host.as_str(), u.port);
+    match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err("upstream not reachable"),
+    }
+}
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    resp
+}

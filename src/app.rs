@@ -1,0 +1,82 @@
+//! `tccc-sidecar run`: builds the state, binds the listeners, watches files, and shuts down
+//! gracefully on SIGTERM or SIGINT.
+
+use crate::config::Config;
+use crate::state::AppState;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// Runs until a termination signal; errors are one line for the operator.
+pub async fn run(config: Config) -> Result<(), String> {
+    let state = AppState::new(config)?;
+    let cfg = &state.config;
+    let tls = bind(cfg.server.listen, "server.listen").await?;
+    let admin = match cfg.server.admin_listen {
+        Some(a) => Some(bind(a, "server.admin_listen").await?),
+        None => None,
+    };
+    let redirect = match cfg.server.redirect_listen {
+        Some(a) => Some(bind(a, "server.redirect_listen").await?),
+        None => None,
+    };
+    state.watch_certificates();
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested: no new connections; draining");
+        let _ = tx.send(true);
+    });
+    tracing::info!(
+        listen = %cfg.server.listen,
+        upstream = ?cfg.upstream.url,
+        admin = ?cfg.server.admin_listen,
+        "tccc-sidecar {} serving",
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some(l) = admin {
+        tokio::spawn(crate::admin::serve_admin(
+            l,
+            state.clone(),
+            stopped(rx.clone()),
+        ));
+    }
+    if let Some(l) = redirect {
+        tokio::spawn(crate::redirect::serve_redirect(
+            l,
+            state.clone(),
+            stopped(rx.clone()),
+        ));
+    }
+    crate::server::serve(tls, state.clone(), stopped(rx))
+        .await
+        .map_err(|e| format!("server: {e}"))?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn bind(addr: std::net::SocketAddr, key: &str) -> Result<TcpListener, String> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))
+}
+
+/// Resolves once the watch channel says "stop".
+pub async fn stopped(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

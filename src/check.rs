@@ -1,0 +1,90 @@
+//! `tccc-sidecar check`: everything `run` would refuse, found without serving (like `nginx -t`).
+//! The configuration's keys, the certificates (readable, parsable, key matching, in their
+//! validity window), the upstream CA file, the seats file and the credential files.
+
+use crate::config::{Config, ConfigError};
+use crate::tls::CertStore;
+
+/// Checks that go beyond parsing; returns warnings worth printing, or the first error.
+pub fn preflight(config: &Config) -> Result<Vec<String>, ConfigError> {
+    let mut notes = Vec::new();
+    let store = CertStore::load(&config.server).map_err(|msg| {
+        let key = if config.server.certificates.iter().any(|p| {
+            msg.starts_with(&p.cert.display().to_string())
+                || msg.starts_with(&p.key.display().to_string())
+        }) {
+            "server.certificates"
+        } else if msg.starts_with(&config.server.tls_key.display().to_string()) {
+            "server.tls_key"
+        } else {
+            "server.tls_cert"
+        };
+        config.error_at(key, msg)
+    })?;
+    for info in &store.infos {
+        if info.seconds_left() < 0 {
+            return Err(config.error_at(
+                "server.tls_cert",
+                format!("{}: certificate has expired", info.file),
+            ));
+        }
+        if info.not_yet_valid() {
+            return Err(config.error_at(
+                "server.tls_cert",
+                format!("{}: certificate is not valid yet", info.file),
+            ));
+        }
+        let days = info.seconds_left() / 86400;
+        if days < 14 {
+            notes.push(format!(
+                "warning: {}: certificate expires in {days} days",
+                info.file
+            ));
+        }
+    }
+    crate::proxy::upstream::client_tls(&config.upstream)
+        .map_err(|m| config.error_at("upstream.ca_file", m))?;
+    for (key, path) in [
+        ("tccc.secret_id_file", &config.tccc.secret_id_file),
+        ("tccc.secret_key_file", &config.tccc.secret_key_file),
+        ("tccc.session_token_file", &config.tccc.session_token_file),
+        (
+            "identity.gateway_secret_file",
+            &config.identity.gateway_secret_file,
+        ),
+        (
+            "identity.hs256_secret_file",
+            &config.identity.hs256_secret_file,
+        ),
+        ("identity.jwks_file", &config.identity.jwks_file),
+    ] {
+        if let Some(p) = path {
+            match std::fs::read(p) {
+                // The contents are secrets: only their presence is reported, never a byte of them.
+                Ok(b) if b.iter().all(u8::is_ascii_whitespace) => {
+                    return Err(config.error_at(key, format!("{}: file is empty", p.display())))
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(config.error_at(key, format!("{}: cannot read: {e}", p.display())))
+                }
+            }
+        }
+    }
+    if let Some(p) = &config.seats.file {
+        let text = std::fs::read_to_string(p).map_err(|e| {
+            config.error_at("seats.file", format!("{}: cannot read: {e}", p.display()))
+        })?;
+        if let Err(e) = text
+            .parse::<toml::Table>()
+            .map_err(|e| e.message().to_string())
+            .and_then(|t| match t.iter().find(|(_, v)| !v.is_str()) {
+                Some((k, _)) => Err(format!("{k}: the seat must be a string")),
+                None => Ok(()),
+            })
+        {
+            return Err(config.error_at("seats.file", format!("{}: {e}", p.display())));
+        }
+    }
+    Ok(notes)
+}

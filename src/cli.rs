@@ -1,0 +1,115 @@
+//! The command line: `run`, `check` and `cert`. Every failure is one line on stderr and a
+//! non-zero exit, never a panic or a backtrace.
+
+use crate::config::Config;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tccc-sidecar",
+    version,
+    about = "TLS reverse proxy that adds the Tencent Cloud Contact Center workbench to existing web apps"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve: TLS listener, proxy, admin listener.
+    Run {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate the configuration, certificates and referenced files, then exit (like nginx -t).
+    Check {
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Write a development CA (name-constrained to the hosts) and a leaf certificate as PEM.
+    Cert {
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        #[arg(long = "host", value_name = "NAME", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()])]
+        hosts: Vec<String>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => run(&config),
+        Command::Cert { out, hosts } => {
+            match crate::devcert::generate(&hosts).and_then(|c| crate::devcert::write(&out, &c)) {
+                Ok(()) => {
+                    println!(
+                    "wrote {0}/ca.crt, {0}/ca.key, {0}/tls.crt, {0}/tls.key (CA limited to: {1})",
+                    out.display(),
+                    hosts.join(", ")
+                );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+    }
+}
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("tccc-sidecar: {msg}");
+    ExitCode::from(1)
+}
+
+fn load(path: &std::path::Path) -> Result<Config, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let notes = crate::check::preflight(&config).map_err(|e| e.to_string())?;
+    for n in notes {
+        eprintln!("tccc-sidecar: {n}");
+    }
+    Ok(config)
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match load(path) {
+        Ok(_) => {
+            println!(
+                "tccc-sidecar: configuration file {} test is successful",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let config = match load(path) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    crate::logging::init(config.log.format, &config.log.level);
+    let threads = crate::runtime::worker_threads(config.server.worker_threads);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+    };
+    match rt.block_on(crate::app::run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}

@@ -1,0 +1,673 @@
+//! The sidecar's configuration file (TOML), as fixed by the public contract.
+//!
+//! Parsing is strict: unknown keys are errors, and every error names the file, the line and
+//! the key's path, in the `file:line: key: message` form that `check` prints. Values whose
+//! syntax matters (durations, rates, CIDRs, URLs) are parsed while deserialising so that a bad
+//! value points at its own line. Rules that span several keys are checked afterwards by
+//! [`Config::validate`].
+
+pub mod types;
+
+pub use types::{Cidr, Duration, Rate};
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// One configuration problem, located as precisely as the parser allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: ", self.file, line)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
+        if self.key.is_empty() {
+            write!(f, "{}", self.message)
+        } else {
+            write!(f, "{}: {}", self.key, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub tccc: TcccConfig,
+    #[serde(default)]
+    pub login: LoginConfig,
+    #[serde(default)]
+    pub identity: IdentityConfig,
+    #[serde(default)]
+    pub seats: SeatsConfig,
+    #[serde(default)]
+    pub inject: InjectConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    /// Where the file was read from; relative paths inside it are resolved against its folder.
+    #[serde(skip)]
+    pub source: PathBuf,
+    /// The file's text, kept so that later checks can point at a key's line.
+    #[serde(skip)]
+    pub source_text: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub tls_cert: PathBuf,
+    pub tls_key: PathBuf,
+    /// Further certificates, chosen by SNI from the names they carry.
+    #[serde(default)]
+    pub certificates: Vec<CertificatePair>,
+    #[serde(default)]
+    pub public_origin: Option<String>,
+    #[serde(default)]
+    pub server_names: Vec<String>,
+    #[serde(default)]
+    pub admin_listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub trusted_proxies: Vec<Cidr>,
+    #[serde(default)]
+    pub redirect_listen: Option<SocketAddr>,
+    /// Lowest TLS version offered: "1.2" or "1.3".
+    #[serde(default = "defaults::min_tls_version")]
+    pub min_tls_version: String,
+    /// Cipher suites by their IANA names; empty means the modern defaults.
+    #[serde(default)]
+    pub cipher_suites: Vec<String>,
+    /// Value of `Strict-Transport-Security`, e.g. "max-age=31536000"; absent means none is sent.
+    #[serde(default)]
+    pub hsts: Option<String>,
+    /// Adds `Secure` to cookies the upstream sets, since the browser only ever sees HTTPS.
+    #[serde(default = "defaults::yes")]
+    pub secure_cookies: bool,
+    /// Adds `Content-Security-Policy: upgrade-insecure-requests` to HTML answers.
+    #[serde(default)]
+    pub upgrade_insecure_requests: bool,
+    /// Sends `Via: 1.1 tccc-sidecar` upstream and downstream (RFC 9110 §7.6.3).
+    #[serde(default = "defaults::yes")]
+    pub via: bool,
+    /// How long a client may take to send a request's headers; also bounds an idle HTTP/1.1 keep-alive connection.
+    #[serde(default = "defaults::header_read_timeout")]
+    pub header_read_timeout: Duration,
+    /// How long a TLS handshake may take.
+    #[serde(default = "defaults::handshake_timeout")]
+    pub handshake_timeout: Duration,
+    /// Largest request head (request line and headers) in bytes.
+    #[serde(default = "defaults::max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Most request headers accepted.
+    #[serde(default = "defaults::max_headers")]
+    pub max_headers: usize,
+    #[serde(default = "defaults::h2_max_concurrent_streams")]
+    pub h2_max_concurrent_streams: u32,
+    /// How long in-flight requests may run after SIGTERM before the process exits anyway.
+    #[serde(default = "defaults::shutdown_timeout")]
+    pub shutdown_timeout: Duration,
+    /// Tokio worker threads; default: the cgroup CPU quota, else the number of CPUs.
+    #[serde(default)]
+    pub worker_threads: Option<usize>,
+    /// How often certificate files are compared with what is loaded, beside file notifications.
+    #[serde(default = "defaults::reload_interval")]
+    pub reload_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificatePair {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub url: types::UpstreamUrl,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Accept any certificate from the upstream: for self-signed legacy servers only; logged loudly.
+    #[serde(default)]
+    pub insecure_skip_verify: bool,
+    #[serde(default = "defaults::connect_timeout")]
+    pub connect_timeout: Duration,
+    /// How long the upstream may take to send response headers.
+    #[serde(default = "defaults::response_timeout")]
+    pub response_timeout: Duration,
+    /// Longer (or shorter) response-header timeouts by path prefix; the longest matching prefix wins.
+    #[serde(default)]
+    pub response_timeout_overrides: BTreeMap<String, Duration>,
+    #[serde(default = "defaults::pool_idle_timeout")]
+    pub pool_idle_timeout: Duration,
+    #[serde(default = "defaults::pool_max_idle")]
+    pub pool_max_idle_per_host: usize,
+    /// Rewrite `Location`, `Content-Location` and `Refresh` that point at the upstream (nginx `proxy_redirect default`).
+    #[serde(default = "defaults::yes")]
+    pub rewrite_redirects: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcccConfig {
+    #[serde(default)]
+    pub sdk_app_id: Option<u64>,
+    #[serde(default = "defaults::endpoint")]
+    pub endpoint: String,
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default)]
+    pub secret_id_file: Option<PathBuf>,
+    #[serde(default)]
+    pub secret_key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub session_token_file: Option<PathBuf>,
+    #[serde(default)]
+    pub sdk_url_hosts: Vec<String>,
+    #[serde(default = "defaults::yes")]
+    pub only_once: bool,
+    #[serde(default = "defaults::ccc_timeout")]
+    pub timeout: Duration,
+}
+
+impl Default for TcccConfig {
+    fn default() -> Self {
+        TcccConfig {
+            sdk_app_id: None,
+            endpoint: defaults::endpoint(),
+            region: None,
+            secret_id_file: None,
+            secret_key_file: None,
+            session_token_file: None,
+            sdk_url_hosts: Vec::new(),
+            only_once: true,
+            timeout: defaults::ccc_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginConfig {
+    #[serde(default = "defaults::login_path")]
+    pub path: String,
+    #[serde(default)]
+    pub allow_get: bool,
+    #[serde(default = "defaults::per_user_rate")]
+    pub per_user_rate: Rate,
+    #[serde(default = "defaults::total_rate")]
+    pub total_rate: Rate,
+    #[serde(default = "defaults::per_client_rate")]
+    pub per_client_rate: Rate,
+}
+
+impl Default for LoginConfig {
+    fn default() -> Self {
+        LoginConfig {
+            path: defaults::login_path(),
+            allow_get: false,
+            per_user_rate: defaults::per_user_rate(),
+            total_rate: defaults::total_rate(),
+            per_client_rate: defaults::per_client_rate(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentityMode {
+    #[default]
+    Header,
+    Introspect,
+    Jwt,
+    Static,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct IdentityConfig {
+    #[serde(default)]
+    pub mode: IdentityMode,
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub trusted_peers: Vec<Cidr>,
+    #[serde(default)]
+    pub gateway_secret_header: Option<String>,
+    #[serde(default)]
+    pub gateway_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub cookies: Vec<String>,
+    #[serde(default)]
+    pub user_pointer: Option<String>,
+    #[serde(default)]
+    pub cache_ttl: Option<Duration>,
+    #[serde(default)]
+    pub negative_cache_ttl: Option<Duration>,
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    #[serde(default)]
+    pub logout_paths: Vec<String>,
+    #[serde(default)]
+    pub cookie: Option<String>,
+    #[serde(default)]
+    pub claim: Option<String>,
+    #[serde(default)]
+    pub issuer: Option<String>,
+    #[serde(default)]
+    pub audience: Option<String>,
+    #[serde(default)]
+    pub hs256_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    #[serde(default)]
+    pub seat: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SeatsConfig {
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    #[serde(default)]
+    pub template: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum InjectMode {
+    #[default]
+    Script,
+    Shell,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InjectConfig {
+    #[serde(default)]
+    pub mode: InjectMode,
+    #[serde(default = "defaults::loader_path")]
+    pub loader_path: String,
+    #[serde(default = "defaults::exclude")]
+    pub exclude: Vec<String>,
+    #[serde(default)]
+    pub click_to_call: bool,
+    #[serde(default)]
+    pub sdk_origins: Option<BTreeMap<String, Vec<String>>>,
+}
+
+impl Default for InjectConfig {
+    fn default() -> Self {
+        InjectConfig {
+            mode: InjectMode::Script,
+            loader_path: defaults::loader_path(),
+            exclude: defaults::exclude(),
+            click_to_call: false,
+            sdk_origins: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter such as "info" or "tccc_sidecar=debug"; `RUST_LOG` wins when set.
+    #[serde(default = "defaults::log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: defaults::log_level(),
+        }
+    }
+}
+
+mod defaults {
+    use super::{Duration, Rate};
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn min_tls_version() -> String {
+        "1.2".into()
+    }
+    pub fn header_read_timeout() -> Duration {
+        Duration::secs(30)
+    }
+    pub fn handshake_timeout() -> Duration {
+        Duration::secs(10)
+    }
+    pub fn max_header_bytes() -> usize {
+        64 * 1024
+    }
+    pub fn max_headers() -> usize {
+        100
+    }
+    pub fn h2_max_concurrent_streams() -> u32 {
+        250
+    }
+    pub fn shutdown_timeout() -> Duration {
+        Duration::secs(25)
+    }
+    pub fn reload_interval() -> Duration {
+        Duration::secs(10)
+    }
+    pub fn connect_timeout() -> Duration {
+        Duration::secs(5)
+    }
+    pub fn response_timeout() -> Duration {
+        Duration::secs(60)
+    }
+    pub fn pool_idle_timeout() -> Duration {
+        Duration::secs(90)
+    }
+    pub fn pool_max_idle() -> usize {
+        256
+    }
+    pub fn endpoint() -> String {
+        "https://ccc.tencentcloudapi.com".into()
+    }
+    pub fn ccc_timeout() -> Duration {
+        Duration::secs(10)
+    }
+    pub fn login_path() -> String {
+        "/loginTCCC".into()
+    }
+    pub fn per_user_rate() -> Rate {
+        Rate::per_minute(30)
+    }
+    pub fn total_rate() -> Rate {
+        Rate::per_second(15)
+    }
+    pub fn per_client_rate() -> Rate {
+        Rate::per_minute(60)
+    }
+    pub fn loader_path() -> String {
+        "/__tccc/loader.js".into()
+    }
+    pub fn exclude() -> Vec<String> {
+        vec!["/api/".into()]
+    }
+    pub fn log_level() -> String {
+        "info".into()
+    }
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            key: String::new(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&text, path)
+    }
+
+    /// Parses configuration text; `path` names the file in errors and anchors relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        let file = path.display().to_string();
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: e.span().map(|s| line_of_offset(text, s.start)),
+            key: String::new(),
+            message: first_line(e.message()),
+        })?;
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner
+                .span()
+                .map(|s| line_of_offset(text, s.start))
+                .or_else(|| line_of_key(text, &key));
+            ConfigError {
+                file: file.clone(),
+                line,
+                key: if key == "." { String::new() } else { key },
+                message: first_line(inner.message()),
+            }
+        })?;
+        config.source = path.to_path_buf();
+        config.source_text = text.to_string();
+        config.validate().map_err(|(key, message)| ConfigError {
+            line: line_of_key(text, &key),
+            file,
+            key,
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// A located error about `key`, found in this file's text.
+    pub fn error_at(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.source.display().to_string(),
+            line: line_of_key(&self.source_text, key),
+            key: key.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// Rules that involve more than one key, or values the type alone cannot check.
+    /// Returns the key's dotted path and what is wrong.
+    fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, m: &str| Err((k.to_string(), m.to_string()));
+        if !matches!(self.server.min_tls_version.as_str(), "1.2" | "1.3") {
+            return err("server.min_tls_version", "must be \"1.2\" or \"1.3\"");
+        }
+        if let Some(origin) = &self.server.public_origin {
+            if types::parse_origin(origin).is_none() {
+                return err(
+                    "server.public_origin",
+                    "must be an origin such as https://oa.example.com (scheme, host, optional port; no path)",
+                );
+            }
+        }
+        for name in &self.server.server_names {
+            if name.is_empty() || name.contains(['/', ' ', ':']) {
+                return err(
+                    "server.server_names",
+                    "each entry must be a bare host name (no scheme, port or path)",
+                );
+            }
+        }
+        if let Some(h) = &self.server.hsts {
+            if !h.to_ascii_lowercase().starts_with("max-age=") {
+                return err(
+                    "server.hsts",
+                    "must start with max-age=, e.g. \"max-age=31536000\"",
+                );
+            }
+        }
+        if self.server.max_header_bytes < 1024 {
+            return err("server.max_header_bytes", "must be at least 1024");
+        }
+        if self.server.max_headers == 0 {
+            return err("server.max_headers", "must be at least 1");
+        }
+        if self.server.worker_threads == Some(0) {
+            return err("server.worker_threads", "must be at least 1");
+        }
+        if crate::tls::cipher_suites(&self.server.cipher_suites).is_err() {
+            return err(
+                "server.cipher_suites",
+                "unknown cipher suite name (use IANA names such as TLS13_AES_128_GCM_SHA256)",
+            );
+        }
+        for prefix in self.upstream.response_timeout_overrides.keys() {
+            if !prefix.starts_with('/') {
+                return err(
+                    "upstream.response_timeout_overrides",
+                    "each key must be a path prefix starting with /",
+                );
+            }
+        }
+        if self.upstream.insecure_skip_verify && self.upstream.ca_file.is_some() {
+            return err(
+                "upstream.insecure_skip_verify",
+                "cannot be combined with upstream.ca_file",
+            );
+        }
+        for (key, path) in [
+            ("login.path", &self.login.path),
+            ("inject.loader_path", &self.inject.loader_path),
+        ] {
+            if !path.starts_with('/') || path.contains(['?', '#', ' ']) {
+                return err(key, "must be an absolute path such as /loginTCCC");
+            }
+        }
+        if self.login.path == self.inject.loader_path {
+            return err("inject.loader_path", "must differ from login.path");
+        }
+        if let Some(id) = self.tccc.sdk_app_id {
+            if id == 0 || id > u32::MAX as u64 {
+                return err("tccc.sdk_app_id", "must be a positive 32-bit integer");
+            }
+        }
+        if !self.tccc.endpoint.starts_with("https://")
+            && !types::is_loopback_http(&self.tccc.endpoint)
+        {
+            return err(
+                "tccc.endpoint",
+                "must be https (plain http only for an emulator on a loopback address)",
+            );
+        }
+        match self.identity.mode {
+            IdentityMode::Header if self.identity.header.as_deref() == Some("") => {
+                return err("identity.header", "must not be empty");
+            }
+            IdentityMode::Introspect => {
+                if self.identity.url.is_none() {
+                    return err(
+                        "identity.url",
+                        "is required when identity.mode = \"introspect\"",
+                    );
+                }
+                if self.identity.cookies.is_empty() {
+                    return err(
+                        "identity.cookies",
+                        "is required when identity.mode = \"introspect\" (the session cookies to forward)",
+                    );
+                }
+            }
+            IdentityMode::Static => {
+                if self.identity.seat.as_deref().unwrap_or("").is_empty() {
+                    return err(
+                        "identity.seat",
+                        "is required when identity.mode = \"static\"",
+                    );
+                }
+                if !self.server.listen.ip().is_loopback() {
+                    return err(
+                        "identity.mode",
+                        "\"static\" is for local development only: server.listen must be a loopback address",
+                    );
+                }
+            }
+            _ => {}
+        }
+        if let Some(t) = &self.seats.template {
+            if !t.contains("{user}") {
+                return err("seats.template", "must contain {user}");
+            }
+        }
+        for (i, p) in self.inject.exclude.iter().enumerate() {
+            if !p.starts_with('/') {
+                return Err((
+                    format!("inject.exclude[{i}]"),
+                    "must be a path prefix starting with /".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The timeout for the upstream's response headers on `path`: the longest matching override, else the default.
+    pub fn response_timeout_for(&self, path: &str) -> std::time::Duration {
+        self.upstream
+            .response_timeout_overrides
+            .iter()
+            .filter(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len())
+            .map(|(_, d)| d.get())
+            .unwrap_or(self.upstream.response_timeout.get())
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}
+
+fn line_of_offset(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Finds the line of a dotted key such as `server.listen` or `inject.exclude[1]`: the key's
+/// assignment inside its table when present, else the table's header.
+pub(crate) fn line_of_key(text: &str, path: &str) -> Option<usize> {
+    let path = path.split('[').next().unwrap_or(path);
+    let (table, key) = match path.rsplit_once('.') {
+        Some((t, k)) => (t, k),
+        None => ("", path),
+    };
+    let mut current = String::new();
+    let mut table_line = None;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if let Some(rest) = line.strip_prefix('[') {
+            let name = rest.trim_start_matches('[');
+            let name = name.split(']').next().unwrap_or("").trim();
+            current = name.to_string();
+            if current == table || current == path {
+                table_line.get_or_insert(i + 1);
+            }
+            continue;
+        }
+        if current == table {
+            let lhs = line
+                .split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches('"');
+            if lhs == key && line.contains('=') {
+                return Some(i + 1);
+            }
+        }
+    }
+    table_line
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+//! Unit tests of configuration parsing: defaults, every value syntax, and that each error
+//! names the file, the line and the key.
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[server]
+listen = "127.0.0.1:8443"
+tls_cert = "c.pem"
+tls_key = "k.pem"
+
+[upstream]
+url = "http://127.0.0.1:8080"
+"#;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("test.toml"))
+}
+
+fn error(text: &str) -> String {
+    parse(text).expect_err("should fail").to_string()
+}
+
+#[test]
+fn minimal_config_gets_documented_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.login.path, "/loginTCCC");
+    assert!(!c.login.allow_get);
+    assert_eq!(c.login.per_user_rate, Rate::per_minute(30));
+    assert_eq!(c.login.total_rate, Rate::per_second(15));
+    assert_eq!(c.inject.loader_path, "/__tccc/loader.js");
+    assert_eq!(c.inject.exclude, vec!["/api/".to_string()]);
+    assert_eq!(c.identity.mode, IdentityMode::Header);
+    assert_eq!(c.tccc.endpoint, "https://ccc.tencentcloudapi.com");
+    assert!(c.tccc.only_once);
+    assert!(c.server.secure_cookies);
+    assert_eq!(c.upstream.url.origin, "http://127.0.0.1:8080");
+    assert_eq!(c.upstream.url.port, 8080);
+}
+
+#[test]
+fn unknown_key_is_an_error_with_its_path_and_line() {
+    let text = format!("{MINIMAL}\n[login]\npath = \"/x\"\nallow_gett = true\n");
+    let e = parse(&text).unwrap_err();
+    assert_eq!(e.key, "login.allow_gett");
+    assert_eq!(e.line, Some(12));
+    assert!(e
+        .to_string()
+        .starts_with("test.toml:12: login.allow_gett: unknown field"));
+}
+
+#[test]
+fn unknown_table_is_an_error() {
+    let e = parse(&format!("{MINIMAL}\n[sever]\nx = 1\n")).unwrap_err();
+    assert!(e.message.contains("unknown field `sever`"), "{e}");
+}
+
+#[test]
+fn durations_rates_and_cidrs_parse_or_name_their_key() {
+    let text = MINIMAL.replace(
+        "tls_key = \"k.pem\"",
+        "tls_key = \"k.pem\"\nheader_read_timeout = \"250ms\"\ntrusted_proxies = [\"10.0.0.0/8\", \"127.0.0.1\"]",
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.server.header_read_timeout.get(),
+        std::time::Duration::from_millis(250)
+    );
+    assert!(c.server.trusted_proxies[1].contains("127.0.0.1".parse().unwrap()));
+    assert!(!c.server.trusted_proxies[1].contains("127.0.0.2".parse().unwrap()));
+
+    let bad = MINIMAL.replace(
+        "tls_key = \"k.pem\"",
+        "tls_key = \"k.pem\"\ntrusted_proxies = [\"10.0.0.0/33\"]",
+    );
+    assert!(
+        error(&bad).starts_with("test.toml:6: server.trusted_proxies"),
+        "{}",
+        error(&bad)
+    );
+    let bad = format!("{MINIMAL}\n[login]\nper_user_rate = \"30/fortnight\"\n");
+    assert!(error(&bad).contains("login.per_user_rate: invalid rate"));
+    let bad = format!("{MINIMAL}\n[login]\nper_user_rate = \"0/s\"\n");
+    assert!(error(&bad).contains("greater than zero"));
+    let bad = MINIMAL.replace(
+        "tls_key = \"k.pem\"",
+        "tls_key = \"k.pem\"\nshutdown_timeout = \"0s\"",
+    );
+    assert!(error(&bad).contains("server.shutdown_timeout"));
+}
+
+#[test]
+fn upstream_url_rules() {
+    for (url, msg) in [
+        ("ftp://x", "http:// or https://"),
+        ("http://x/app", "must not have a path"),
+        ("http://u:p@x", "credentials"),
+        ("not a url", "invalid URL"),
+    ] {
+        let e = error(&MINIMAL.replace("http://127.0.0.1:8080", url));
+        assert!(e.contains("upstream.url") && e.contains(msg), "{url}: {e}");
+    }
+    let c = parse(&MINIMAL.replace("http://127.0.0.1:8080", "https://legacy.internal")).unwrap();
+    assert!(c.upstream.url.https);
+    assert_eq!(c.upstream.url.port, 443);
+}
+
+#[test]
+fn endpoint_must_be_https_unless_loopback() {
+    let e = error(&format!(
+        "{MINIMAL}\n[tccc]\nendpoint = \"http://ccc.example.com\"\n"
+    ));
+    assert!(
+        e.starts_with("test.toml:11: tccc.endpoint: must be https"),
+        "{e}"
+    );
+    parse(&format!(
+        "{MINIMAL}\n[tccc]\nendpoint = \"http://127.0.0.1:9000\"\n"
+    ))
+    .unwrap();
+}
+
+#[test]
+fn static_identity_refused_on_a_public_listener() {
+    let text = MINIMAL.replace("127.0.0.1:8443", "0.0.0.0:8443")
+        + "\n[identity]\nmode = \"static\"\nseat = \"dev@example.com\"\n";
+    let e = error(&text);
+    assert!(e.contains("identity.mode") && e.contains("loopback"), "{e}");
+    let ok = MINIMAL.to_string() + "\n[identity]\nmode = \"static\"\nseat = \"dev@example.com\"\n";
+    parse(&ok).unwrap();
+}
+
+#[test]
+fn syntax_error_names_the_line() {
+    let e = error("[server]\nlisten = \n");
+    assert!(e.starts_with("test.toml:2:"), "{e}");
+}
+
+#[test]
+fn response_timeout_overrides_pick_the_longest_prefix() {
+    let text = format!(
+        "{MINIMAL}response_timeout = \"5s\"\n[upstream.response_timeout_overrides]\n\"/reports/\" = \"10m\"\n\"/reports/quick/\" = \"20s\"\n"
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.response_timeout_for("/reports/q1"),
+        std::time::Duration::from_secs(600)
+    );
+    assert_eq!(
+        c.response_timeout_for("/reports/quick/x"),
+        std::time::Duration::from_secs(20)
+    );
+    assert_eq!(
+        c.response_timeout_for("/other"),
+        std::time::Duration::from_secs(5)
+    );
+}
+
+#[test]
+fn the_shipped_example_parses() {
+    let text = include_str!("../../config/sidecar.example.toml");
+    parse(text).unwrap();
+}

@@ -1,0 +1,24 @@
+//! tccc-sidecar: a TLS-terminating reverse proxy that puts the Tencent Cloud Contact Center
+//! workbench into existing web applications without changing them.
+//!
+//! The library holds the whole engine; `main.rs` only calls [`cli::main`]. Tests start the
+//! server with [`server::serve`] on a listener they bound themselves.
+
+pub mod admin;
+pub mod app;
+pub mod check;
+pub mod cli;
+pub mod config;
+pub mod devcert;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod redirect;
+pub mod runtime;
+pub mod server;
+pub mod state;
+pub mod tls;
+pub mod watch;
+
+pub use server::serve;
+pub use state::AppState;

@@ -1,0 +1,42 @@
+//! Log setup. Text or JSON lines through `tracing`. The HTTP, HTTP/2, TLS and client
+//! libraries are clamped to `info` whatever level is asked for: at debug and trace they print
+//! header blocks and frames, which carry cookies, tokens and SdkURLs.
+
+use crate::config::LogFormat;
+use tracing_subscriber::EnvFilter;
+
+/// Targets that must never log below `info`, because their verbose levels dump headers or bodies.
+pub const CLAMPED_TARGETS: [&str; 8] = [
+    "hyper",
+    "hyper_util",
+    "h2",
+    "rustls",
+    "tokio_rustls",
+    "reqwest",
+    "tungstenite",
+    "tokio_tungstenite",
+];
+
+/// The filter for `level` (or `RUST_LOG` when set), with the clamps applied last so they win.
+pub fn filter(level: &str) -> EnvFilter {
+    let base = std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_string());
+    let mut f = EnvFilter::try_new(&base).unwrap_or_else(|_| EnvFilter::new("info"));
+    for t in CLAMPED_TARGETS {
+        if let Ok(d) = format!("{t}=info").parse() {
+            f = f.add_directive(d);
+        }
+    }
+    f
+}
+
+/// Installs the global subscriber; a second call (tests) is a no-op.
+pub fn init(format: LogFormat, level: &str) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(level))
+        .with_writer(std::io::stderr)
+        .with_target(true);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}

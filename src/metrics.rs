@@ -1,0 +1,152 @@
+//! Prometheus metrics served on the admin listener.
+//!
+//! Labels are fixed, small sets (status class, error kind, reload result): no path, user, seat
+//! or client address ever becomes a label, so cardinality stays bounded and nothing personal or
+//! secret leaks into a scrape.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClassLabel {
+    pub class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabel {
+    pub result: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<ClassLabel, Counter>,
+    pub request_duration: Histogram,
+    pub upstream_duration: Histogram,
+    pub upstream_errors: Family<KindLabel, Counter>,
+    pub rejected_requests: Family<KindLabel, Counter>,
+    pub open_connections: Gauge,
+    pub tls_handshake_errors: Counter,
+    pub tls_reloads: Family<ResultLabel, Counter>,
+    pub websocket_tunnels: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("tccc_sidecar");
+        let requests = Family::<ClassLabel, Counter>::default();
+        registry.register(
+            "http_requests",
+            "Requests answered on the TLS listener, by status class",
+            requests.clone(),
+        );
+        let buckets = [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+        ];
+        let request_duration = Histogram::new(buckets);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from request head to response head, sidecar included",
+            request_duration.clone(),
+        );
+        let upstream_duration = Histogram::new(buckets);
+        registry.register(
+            "upstream_response_duration_seconds",
+            "Time the upstream took to send response headers",
+            upstream_duration.clone(),
+        );
+        let upstream_errors = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "upstream_errors",
+            "Upstream failures by kind (connect, timeout, reset, protocol)",
+            upstream_errors.clone(),
+        );
+        let rejected_requests = Family::<KindLabel, Counter>::default();
+        registry.register(
+            "rejected_requests",
+            "Requests refused before reaching the upstream, by reason",
+            rejected_requests.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Client connections currently open on the TLS listener",
+            open_connections.clone(),
+        );
+        let tls_handshake_errors = Counter::default();
+        registry.register(
+            "tls_handshake_errors",
+            "TLS handshakes that failed or timed out",
+            tls_handshake_errors.clone(),
+        );
+        let tls_reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "Certificate reloads after a file change, by result (ok, error)",
+            tls_reloads.clone(),
+        );
+        let websocket_tunnels = Gauge::default();
+        registry.register(
+            "upgraded_tunnels",
+            "Upgraded (WebSocket) connections currently open",
+            websocket_tunnels.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_duration,
+            upstream_errors,
+            rejected_requests,
+            open_connections,
+            tls_handshake_errors,
+            tls_reloads,
+            websocket_tunnels,
+        }
+    }
+
+    pub fn count_status(&self, status: u16) {
+        let class = match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.requests.get_or_create(&ClassLabel { class }).inc();
+    }
+
+    pub fn upstream_error(&self, kind: &'static str) {
+        self.upstream_errors
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    pub fn rejected(&self, kind: &'static str) {
+        self.rejected_requests
+            .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,267 @@
+//! `X-Forwarded-*`, `Forwarded` (RFC 7239) and the client-address headers apps believe.
+//!
+//! A chain that arrives with a request is believed only when the peer is one of
+//! `server.trusted_proxies`; otherwise it is discarded and a new chain starts at the peer.
+//! Headers that legacy apps read as the client's address or as a routing instruction
+//! (`X-Real-IP`, `True-Client-IP`, `X-Original-URL`, ...) are dropped from untrusted peers, and
+//! `X-Real-IP` is always set to the address the proxy itself believes.
+
+use crate::config::{types::any_contains, Cidr};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use std::net::IpAddr;
+
+const XFF: &str = "x-forwarded-for";
+const XFP: &str = "x-forwarded-proto";
+const XFH: &str = "x-forwarded-host";
+
+/// Client-address and routing headers that only a trusted hop may set.
+static UNTRUSTED_DROP: [&str; 13] = [
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded-ssl",
+    "forwarded",
+    "true-client-ip",
+    "x-client-ip",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-request-id",
+];
+
+/// The result of applying the forwarding rules: the address the proxy believes is the client's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarding {
+    pub client_ip: IpAddr,
+    pub peer_trusted: bool,
+}
+
+/// Rewrites the forwarding headers of a request that arrived from `peer`, for `host`.
+pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trusted: &[Cidr], host: &str) -> Forwarding {
+    let peer = crate::config::types::canonical_ip(peer);
+    let peer_trusted = any_contains(trusted, peer);
+    // The X-Real-IP the client sent is never believed as such; a trusted hop's chain is used instead.
+    headers.remove("x-real-ip");
+    let client_ip = if peer_trusted {
+        rightmost_untrusted(headers, peer, trusted)
+    } else {
+        for name in UNTRUSTED_DROP {
+            headers.remove(name);
+        }
+        peer
+    };
+
+    let prior_xff = joined(headers, XFF);
+    let xff = match prior_xff {
+        Some(prior) => format!("{prior}, {peer}"),
+        None => peer.to_string(),
+    };
+    set(headers, XFF, &xff);
+    if !headers.contains_key(XFP) {
+        set(headers, XFP, "https");
+    }
+    if !headers.contains_key(XFH) {
+        set(headers, XFH, host);
+    }
+    let element = format!(
+        "for={};proto=https;host={}",
+        forwarded_node(peer),
+        quote_if_needed(host)
+    );
+    let fwd = match joined(headers, "forwarded") {
+        Some(prior) => format!("{prior}, {element}"),
+        None => element,
+    };
+    set(headers, "forwarded", &fwd);
+    set(headers, "x-real-ip", &client_ip.to_string());
+    Forwarding {
+        client_ip,
+        peer_trusted,
+    }
+}
+
+/// Walks `X-Forwarded-For` from the right, skipping trusted hops: the first untrusted address
+/// is the client. A malformed entry stops the walk there (it cannot be believed either).
+fn rightmost_untrusted(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> IpAddr {
+    let Some(chain) = joined(headers, XFF) else {
+        return peer;
+    };
+    let mut candidate = peer;
+    for entry in chain.rsplit(',') {
+        let Some(ip) = parse_node(entry.trim()) else {
+            return candidate;
+        };
+        candidate = ip;
+        if !any_contains(trusted, ip) {
+            return ip;
+        }
+    }
+    candidate
+}
+
+fn parse_node(s: &str) -> Option<IpAddr> {
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Some(ip);
+    }
+    // `[v6]:port` or `v4:port`, as some balancers write it.
+    if let Ok(sa) = s.parse::<std::net::SocketAddr>() {
+        return Some(sa.ip());
+    }
+    s.strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .and_then(|r| r.parse().ok())
+}
+
+fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+    let parts: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if parts.is_empty() {
+        None
+    } else {
+        Some(parts.join(", "))
+    }
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+fn forwarded_node(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("\"[{v6}]\""),
+    }
+}
+
+fn quote_if_needed(v: &str) -> String {
+    if v.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    {
+        v.to_string()
+    } else {
+        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cidrs(list: &[&str]) -> Vec<Cidr> {
+        list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn hdrs(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn untrusted_peer_starts_a_new_chain_and_loses_spoofable_headers() {
+        let mut h = hdrs(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-proto", "http"),
+            ("x-forwarded-host", "evil.example"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("true-client-ip", "1.2.3.4"),
+            ("x-client-ip", "1.2.3.4"),
+            ("x-original-url", "/admin"),
+            ("x-rewrite-url", "/admin"),
+            ("x-forwarded-prefix", "/evil"),
+            ("x-request-id", "chosen"),
+        ]);
+        let peer: IpAddr = "127.0.0.2".parse().unwrap();
+        let f = apply(&mut h, peer, &cidrs(&["127.0.0.1/32"]), "oa.example.com");
+        assert!(!f.peer_trusted);
+        assert_eq!(f.client_ip, peer);
+        assert_eq!(h["x-forwarded-for"], "127.0.0.2");
+        assert_eq!(h["x-forwarded-proto"], "https");
+        assert_eq!(h["x-forwarded-host"], "oa.example.com");
+        assert_eq!(
+            h["forwarded"],
+            "for=127.0.0.2;proto=https;host=oa.example.com"
+        );
+        assert_eq!(h["x-real-ip"], "127.0.0.2");
+        for gone in [
+            "true-client-ip",
+            "x-client-ip",
+            "x-original-url",
+            "x-rewrite-url",
+            "x-forwarded-prefix",
+            "x-request-id",
+        ] {
+            assert!(!h.contains_key(gone), "{gone} survived");
+        }
+    }
+
+    #[test]
+    fn trusted_peer_extends_the_chain_and_names_the_rightmost_untrusted_client() {
+        let mut h = hdrs(&[
+            ("x-forwarded-for", "9.9.9.9, 203.0.113.7"),
+            ("x-forwarded-for", "10.0.0.5"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "for=203.0.113.7"),
+        ]);
+        let f = apply(
+            &mut h,
+            "10.0.0.9".parse().unwrap(),
+            &cidrs(&["10.0.0.0/8"]),
+            "oa.example.com:8443",
+        );
+        assert!(f.peer_trusted);
+        assert_eq!(f.client_ip, "203.0.113.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            h["x-forwarded-for"],
+            "9.9.9.9, 203.0.113.7, 10.0.0.5, 10.0.0.9"
+        );
+        assert_eq!(h["x-real-ip"], "203.0.113.7");
+        assert_eq!(
+            h["forwarded"],
+            "for=203.0.113.7, for=10.0.0.9;proto=https;host=\"oa.example.com:8443\""
+        );
+    }
+
+    #[test]
+    fn trusted_chain_walk_stops_at_garbage() {
+        let mut h = hdrs(&[("x-forwarded-for", "1.1.1.1, not-an-ip, 10.0.0.5")]);
+        let f = apply(
+            &mut h,
+            "10.0.0.9".parse().unwrap(),
+            &cidrs(&["10.0.0.0/8"]),
+            "h",
+        );
+        // 10.0.0.5 is trusted, the next entry is garbage: the last believable hop is the client.
+        assert_eq!(f.client_ip, "10.0.0.5".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn ipv4_mapped_peer_matches_ipv4_cidr_and_ipv6_is_quoted() {
+        let mut h = HeaderMap::new();
+        let f = apply(
+            &mut h,
+            "::ffff:127.0.0.1".parse().unwrap(),
+            &cidrs(&["127.0.0.1"]),
+            "h",
+        );
+        assert!(f.peer_trusted);
+        let mut h = HeaderMap::new();
+        apply(&mut h, "::1".parse().unwrap(), &[], "h");
+        assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https;host=h");
+    }
+}

@@ -1,0 +1,138 @@
+//! Hop-by-hop header rules (RFC 9110 §7.6.1, RFC 9113 §8.2.2).
+//!
+//! A proxy must remove the `Connection` header, every header that `Connection` names, and the
+//! fixed set of connection-specific fields before forwarding, in both directions. This runs
+//! *before* the proxy adds headers of its own, so a client that lists `X-Forwarded-For` in
+//! `Connection` cannot make the proxy drop the value it sets. Forwarding these fields from an
+//! HTTP/1.1 upstream to an HTTP/2 client would make the client treat the message as malformed.
+
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
+
+/// The fixed connection-specific fields, removed whatever `Connection` says.
+static HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "te",
+    "trailer",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Whether the message asks to switch protocols: `Connection` lists `upgrade` and an
+/// `Upgrade` header is present (HTTP/1.1 only; the caller checks the version).
+pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
+    let listed = connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"));
+    if listed {
+        headers.get(UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// Removes `Connection`, the headers it names, then the fixed hop-by-hop set.
+pub fn strip(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn removes_fixed_set_regardless_of_connection() {
+        let mut h = map(&[
+            ("keep-alive", "timeout=5"),
+            ("proxy-connection", "keep-alive"),
+            ("te", "trailers"),
+            ("trailer", "x"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "websocket"),
+            ("proxy-authorization", "Basic x"),
+            ("proxy-authenticate", "Basic"),
+            ("content-type", "text/html"),
+        ]);
+        strip(&mut h);
+        assert_eq!(h.len(), 1);
+        assert!(h.contains_key("content-type"));
+    }
+
+    #[test]
+    fn removes_headers_named_in_connection_case_and_whitespace_insensitively() {
+        let mut h = map(&[
+            ("connection", " X-Foo ,x-bar,, close"),
+            ("connection", "X-Baz"),
+            ("x-foo", "1"),
+            ("x-bar", "2"),
+            ("x-baz", "3"),
+            ("x-keep", "4"),
+        ]);
+        strip(&mut h);
+        assert!(!h.contains_key("connection"));
+        assert!(!h.contains_key("x-foo"));
+        assert!(!h.contains_key("x-bar"));
+        assert!(!h.contains_key("x-baz"));
+        assert_eq!(h.get("x-keep").unwrap(), "4");
+    }
+
+    #[test]
+    fn ignores_invalid_tokens_and_non_utf8_connection_values() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            CONNECTION,
+            HeaderValue::from_bytes(b"\xff\xfe, x-a").unwrap(),
+        );
+        h.append(CONNECTION, HeaderValue::from_static("bad name, x-b"));
+        h.insert("x-a", HeaderValue::from_static("1"));
+        h.insert("x-b", HeaderValue::from_static("2"));
+        strip(&mut h);
+        // The non-UTF-8 line is ignored as a whole; the valid token of the other line still counts.
+        assert!(h.contains_key("x-a"));
+        assert!(!h.contains_key("x-b"));
+        assert!(!h.contains_key("connection"));
+    }
+
+    #[test]
+    fn detects_upgrade_only_when_connection_lists_it() {
+        let h = map(&[
+            ("connection", "keep-alive, Upgrade"),
+            ("upgrade", "websocket"),
+        ]);
+        assert_eq!(upgrade_requested(&h).unwrap(), "websocket");
+        let h = map(&[("upgrade", "websocket")]);
+        assert!(upgrade_requested(&h).is_none());
+        let h = map(&[("connection", "upgrade")]);
+        assert!(upgrade_requested(&h).is_none());
+    }
+}

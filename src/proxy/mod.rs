@@ -1,0 +1,379 @@
+//! Forwarding a client's request to the upstream application and its answer back.
+//!
+//! A request passes named steps, each a small function with one job: checking what may not be
+//! forwarded (`validate`), rewriting the request head (`upstream_request`), sending it with the
+//! response-header timeout of its path, and rewriting the response head (`downstream_response`).
+//! Bodies are streamed in both directions; nothing is buffered.
+
+pub mod access_log;
+pub mod forwarded;
+pub mod hop;
+pub mod responses;
+pub mod rewrite;
+mod tunnel;
+pub mod upstream;
+
+use crate::state::{AppState, ConnInfo};
+use access_log::{AccessLog, Logged};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use responses::{error_page, Reject};
+use std::sync::Arc;
+use std::time::Instant;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The body of every response the sidecar sends.
+pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+
+const VIA: &str = "1.1 tccc-sidecar";
+
+/// Handles one request from a client connection; never fails (errors become pages).
+pub async fn handle(
+    state: Arc<AppState>,
+    conn: Arc<ConnInfo>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let start = Instant::now();
+    let mut log = AccessLog {
+        method: req.method().clone(),
+        path: access_log::loggable_path(req.uri().path()),
+        client: conn.peer.ip(),
+        status: 0,
+        start,
+        upstream_ms: None,
+        bytes: 0,
+        request_id: String::new(),
+        outcome: "client_gone",
+        metrics: state.metrics.clone(),
+    };
+    let mut resp = match forward(&state, &conn, req, &mut log).await {
+        Ok(resp) => resp,
+        Err(reject) => {
+            state.metrics.rejected(reject.kind);
+            error_page(reject)
+        }
+    };
+    finish_headers(&state, resp.headers_mut());
+    state
+        .metrics
+        .request_duration
+        .observe(start.elapsed().as_secs_f64());
+    log.status = resp.status().as_u16();
+    if http_body::Body::is_end_stream(resp.body()) {
+        log.outcome = "complete";
+    }
+    resp.map(|b| Logged::new(b, log).boxed())
+}
+
+/// Headers every answer on the TLS listener carries, proxied or not.
+fn finish_headers(state: &AppState, h: &mut HeaderMap) {
+    if let Some(hsts) = &state.hsts {
+        if !h.contains_key(header::STRICT_TRANSPORT_SECURITY) {
+            h.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
+}
+
+async fn forward(
+    state: &AppState,
+    conn: &ConnInfo,
+    mut req: Request<Incoming>,
+    log: &mut AccessLog,
+) -> Result<Response<Body>, Reject> {
+    let host = validate(state, &req)?;
+    let public_origin = state.public_origin_for(&host);
+    let upgrade = if req.version() == Version::HTTP_11 {
+        hop::upgrade_requested(req.headers())
+    } else {
+        None
+    };
+    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    let timeout = state.config.response_timeout_for(req.uri().path());
+    let request_id = upstream_request(state, conn, &mut req, &host, upgrade.as_ref())?;
+    log.request_id = request_id;
+
+    let sent = Instant::now();
+    let result = tokio::time::timeout(timeout, state.client.request(req)).await;
+    let upstream_secs = sent.elapsed().as_secs_f64();
+    log.upstream_ms = Some(upstream_secs * 1000.0);
+    let mut resp = match result {
+        Err(_) => {
+            state.metrics.upstream_error("timeout");
+            return Err(Reject::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "The application behind this server did not answer in time.",
+            ));
+        }
+        Ok(Err(e)) => {
+            let kind = if e.is_connect() { "connect" } else { "reset" };
+            tracing::warn!(kind, error = %ErrorChain(&e), "upstream request failed");
+            state.metrics.upstream_error(kind);
+            return Err(Reject::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "The application behind this server is not reachable.",
+            ));
+        }
+        Ok(Ok(resp)) => resp,
+    };
+    state.metrics.upstream_duration.observe(upstream_secs);
+
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        let (Some(requested), Some(client_upgrade)) = (upgrade, client_upgrade) else {
+            state.metrics.upstream_error("protocol");
+            return Err(bad_upgrade());
+        };
+        let granted = resp.headers().get(header::UPGRADE).cloned();
+        if !granted.is_some_and(|g| g.as_bytes().eq_ignore_ascii_case(requested.as_bytes())) {
+            state.metrics.upstream_error("protocol");
+            return Err(bad_upgrade());
+        }
+        let upstream_upgrade = hyper::upgrade::on(&mut resp);
+        tunnel::spawn(client_upgrade, upstream_upgrade, state.metrics.clone());
+        hop::strip(resp.headers_mut());
+        let h = resp.headers_mut();
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        h.insert(header::UPGRADE, requested);
+        return Ok(resp.map(|_| responses::empty()));
+    }
+
+    downstream_response(state, &host, &public_origin, resp.headers_mut());
+    Ok(resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()))
+}
+
+fn bad_upgrade() -> Reject {
+    Reject::new(
+        StatusCode::BAD_GATEWAY,
+        "upstream_bad_upgrade",
+        "The application behind this server answered with an invalid protocol switch.",
+    )
+}
+
+/// Refuses what must not reach the upstream; returns the host the request is for.
+fn validate(state: &AppState, req: &Request<Incoming>) -> Result<String, Reject> {
+    if req.method() == Method::CONNECT {
+        return Err(Reject::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "connect_method",
+            "This server does not tunnel CONNECT requests.",
+        ));
+    }
+    // hyper has already refused a Transfer-Encoding whose last coding is not `chunked`; any
+    // other coding before it would be silently dropped when the body is de-chunked.
+    for v in req.headers().get_all(header::TRANSFER_ENCODING) {
+        let only_chunked = v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .map(str::trim)
+                .all(|c| c.is_empty() || c.eq_ignore_ascii_case("chunked"))
+        });
+        if !only_chunked {
+            return Err(Reject::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "unsupported_transfer_coding",
+                "This transfer coding is not supported.",
+            ));
+        }
+    }
+    let host = request_host(req).ok_or(Reject::new(
+        StatusCode::BAD_REQUEST,
+        "missing_host",
+        "The request has no valid Host.",
+    ))?;
+    if !state.host_allowed(&host) {
+        return Err(Reject::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "unknown_host",
+            "This server does not serve that host name.",
+        ));
+    }
+    if req.uri().path_and_query().map(|p| p.as_str()) == Some("*") {
+        return Err(Reject::new(
+            StatusCode::BAD_REQUEST,
+            "asterisk_form",
+            "This server does not accept asterisk-form requests.",
+        ));
+    }
+    Ok(host)
+}
+
+/// The host the client asked for: the request target's authority (HTTP/2, absolute-form
+/// HTTP/1.1, RFC 9112 §3.2.2), else the `Host` header. HTTP/1.1 without one is refused.
+fn request_host(req: &Request<Incoming>) -> Option<String> {
+    if let Some(a) = req.uri().authority() {
+        return Some(a.as_str().to_string());
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return None;
+    }
+    match host {
+        Some(h) => {
+            let s = h.to_str().ok()?;
+            s.parse::<http::uri::Authority>().ok()?;
+            if s.contains('@') {
+                return None;
+            }
+            Some(s.to_string())
+        }
+        None if req.version() == Version::HTTP_10 => Some(String::new()),
+        None => None,
+    }
+}
+
+/// Turns the client's request head into the upstream's; returns the request id used.
+fn upstream_request(
+    state: &AppState,
+    conn: &ConnInfo,
+    req: &mut Request<Incoming>,
+    host: &str,
+    upgrade: Option<&HeaderValue>,
+) -> Result<String, Reject> {
+    let upstream = &state.config.upstream.url;
+    let pq = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri = Uri::builder()
+        .scheme(if upstream.https { "https" } else { "http" })
+        .authority(upstream.authority.clone())
+        .path_and_query(pq)
+        .build()
+        .map_err(|_| {
+            Reject::new(
+                StatusCode::BAD_REQUEST,
+                "bad_target",
+                "The request target is not valid.",
+            )
+        })?;
+    *req.uri_mut() = uri;
+    let from_h2 = req.version() == Version::HTTP_2;
+    *req.version_mut() = Version::HTTP_11;
+
+    let headers = req.headers_mut();
+    hop::strip(headers);
+    if from_h2 {
+        join_cookie_crumbs(headers);
+    }
+    let fwd = forwarded::apply(
+        headers,
+        conn.peer.ip(),
+        &state.config.server.trusted_proxies,
+        host,
+    );
+    // A legacy HTTP/1.0 request without Host goes upstream with the upstream's own authority.
+    let host_value = if host.is_empty() {
+        upstream.authority.as_str()
+    } else {
+        host
+    };
+    if let Ok(v) = HeaderValue::from_str(host_value) {
+        headers.insert(header::HOST, v);
+    }
+    let request_id = match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        Some(id) if fwd.peer_trusted && is_token(id) => id.to_string(),
+        _ => {
+            let id = new_request_id();
+            headers.insert(
+                "x-request-id",
+                HeaderValue::from_str(&id).map_err(|_| {
+                    Reject::new(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "request_id",
+                        "Internal error.",
+                    )
+                })?,
+            );
+            id
+        }
+    };
+    if state.config.server.via {
+        headers.append(header::VIA, HeaderValue::from_static(VIA));
+    }
+    if let Some(proto) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, proto.clone());
+    }
+    Ok(request_id)
+}
+
+/// HTTP/2 may split `Cookie` into several fields; an HTTP/1.1 upstream expects one (RFC 9113 §8.2.3).
+fn join_cookie_crumbs(headers: &mut HeaderMap) {
+    let mut crumbs = headers.get_all(header::COOKIE).iter();
+    let first = crumbs.next();
+    if first.is_none() || crumbs.next().is_none() {
+        return;
+    }
+    let joined: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.as_bytes())
+        .collect();
+    if let Ok(v) = HeaderValue::from_bytes(&joined.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 200 && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+fn new_request_id() -> String {
+    let n: u128 = rand::random();
+    format!("{n:032x}")
+}
+
+/// Rewrites the upstream's response head for the client.
+fn downstream_response(state: &AppState, host: &str, public_origin: &str, h: &mut HeaderMap) {
+    hop::strip(h);
+    let cfg = &state.config;
+    if cfg.upstream.rewrite_redirects {
+        let upstream = &cfg.upstream.url;
+        rewrite::RedirectRewriter {
+            upstream_origin: &upstream.origin,
+            upstream_default_port: upstream.authority.port().is_none(),
+            public_origin,
+            client_host: host,
+        }
+        .apply(h);
+    }
+    if cfg.server.secure_cookies {
+        rewrite::secure_cookies(h);
+    }
+    if cfg.server.via {
+        h.append(header::VIA, HeaderValue::from_static(VIA));
+    }
+    if cfg.server.upgrade_insecure_requests && is_html(h) {
+        h.append(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("upgrade-insecure-requests"),
+        );
+    }
+}
+
+fn is_html(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"))
+}
+
+/// Formats an error with its sources, for logs (upstream errors never reach a client).
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut src = self.0.source();
+        while let Some(s) = src {
+            write!(f, ": {s}")?;
+            src = s.source();
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,138 @@
+//! The pooled HTTP client that talks to the upstream application.
+//!
+//! One client for the process: its connection pool is what makes a proxy cheap. HTTP/1.1 only
+//! towards the upstream, since legacy apps and WebSocket upgrades need it. hyper-util's client
+//! retries a request only when a pooled connection turned out to be closed before anything was
+//! written to it (`retry_canceled_requests`); no other request is replayed, because legacy apps
+//! change state on GET.
+
+use crate::config::UpstreamConfig;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::aws_lc_rs as provider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use std::sync::Arc;
+
+pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
+pub type UpstreamClient = Client<Connector, Incoming>;
+
+/// Builds the client; errors name the CA file and what is wrong with it.
+pub fn build(cfg: &UpstreamConfig) -> Result<UpstreamClient, String> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(cfg.connect_timeout.get()));
+    http.set_keepalive(Some(std::time::Duration::from_secs(60)));
+
+    let tls = client_tls(cfg)?;
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(cfg.pool_idle_timeout.get())
+        .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
+        .retry_canceled_requests(true)
+        .set_host(false)
+        .build(connector))
+}
+
+/// The rustls client configuration for an `https` upstream: Mozilla's roots plus the
+/// configured CA file, or (explicitly opted in) no verification at all.
+pub fn client_tls(cfg: &UpstreamConfig) -> Result<rustls::ClientConfig, String> {
+    let builder =
+        rustls::ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("upstream TLS: {e}"))?;
+    let mut tls = if cfg.insecure_skip_verify {
+        tracing::warn!(
+            upstream = ?cfg.url,
+            "upstream.insecure_skip_verify is on: the upstream's certificate is NOT verified; \
+             anyone on the path to it can read and change the traffic"
+        );
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(NoVerify))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(path) = &cfg.ca_file {
+            let name = path.display();
+            let pem = std::fs::read(path).map_err(|e| format!("{name}: cannot read: {e}"))?;
+            let mut n = 0;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| format!("{name}: not a valid PEM certificate: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("{name}: unusable CA certificate: {e}"))?;
+                n += 1;
+            }
+            if n == 0 {
+                return Err(format!("{name}: no CERTIFICATE block found"));
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+/// Accepts any upstream certificate, but still checks handshake signatures so that the
+/// session is at least bound to the key the server presented.
+#[derive(Debug)]
+struct NoVerify;
+
+impl ServerCertVerifier for NoVerify {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &provider::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &provider::default_provider().signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        provider::default_provider()
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

@@ -1,0 +1,126 @@
+//! The TLS listener: accepting connections, the TLS handshake, HTTP/1.1 or HTTP/2 by ALPN,
+//! and a graceful drain on shutdown.
+//!
+//! `serve` takes an already-bound listener and a shutdown future, so tests bind port 0 and
+//! stop the server when they are done. On shutdown the listener is closed at once, idle
+//! connections are closed, HTTP/2 connections get GOAWAY, and requests in flight (streams and
+//! upgraded connections excepted) may finish until `server.shutdown_timeout`.
+
+use crate::proxy;
+use crate::state::{AppState, ConnInfo};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// Builds the HTTP/1.1 and HTTP/2 connection builders from the server limits.
+fn builders(state: &AppState) -> (auto::Builder<TokioExecutor>, auto::Builder<TokioExecutor>) {
+    let s = &state.config.server;
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(s.header_read_timeout.get())
+        .max_buf_size(s.max_header_bytes.max(8192))
+        .max_headers(s.max_headers);
+    // Not `pipeline_flush`: it bypasses the write-buffer cap and buffers whole responses for slow readers.
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(s.h2_max_concurrent_streams)
+        .max_header_list_size(s.max_header_bytes as u32)
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20))
+        .max_pending_accept_reset_streams(Some(100))
+        .max_local_error_reset_streams(Some(1024));
+    (b.clone().http1_only(), b.http2_only())
+}
+
+/// Serves TLS connections from `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let acceptor = TlsAcceptor::from(state.tls.clone());
+    let (h1, h2) = builders(&state);
+    let builders = Arc::new((h1, h2));
+    let graceful = GracefulShutdown::new();
+    let handshake_timeout = state.config.server.handshake_timeout.get();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Running out of file descriptors must not spin the accept loop.
+                    tracing::error!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let state = state.clone();
+        let acceptor = acceptor.clone();
+        let builders = builders.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let metrics = state.metrics.clone();
+            metrics.open_connections.inc();
+            let _open = scopeguard(move || {
+                metrics.open_connections.dec();
+            });
+            let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    state.metrics.tls_handshake_errors.inc();
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    state.metrics.tls_handshake_errors.inc();
+                    tracing::debug!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let conn_info = Arc::new(ConnInfo { peer });
+            let svc = service_fn(move |req| {
+                let state = state.clone();
+                let conn_info = conn_info.clone();
+                async move { Ok::<_, Infallible>(proxy::handle(state, conn_info, req).await) }
+            });
+            let builder = if h2 { &builders.1 } else { &builders.0 };
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
+            if let Err(e) = watcher.watch(conn.into_owned()).await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    let deadline = state.config.server.shutdown_timeout.get();
+    tokio::select! {
+        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = tokio::time::sleep(deadline) => tracing::warn!("shutdown deadline reached; closing remaining connections"),
+    }
+    Ok(())
+}
+
+/// Runs `f` when dropped (the connection task ends however it ends).
+pub(crate) fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
+    struct Guard<F: FnOnce()>(Option<F>);
+    impl<F: FnOnce()> Drop for Guard<F> {
+        fn drop(&mut self) {
+            if let Some(f) = self.0.take() {
+                f();
+            }
+        }
+    }
+    Guard(Some(f))
+}

@@ -1,0 +1,139 @@
+//! What every request handler shares: the configuration, the certificates, the upstream
+//! client and the metrics. Built once at start; parts that change at run time (certificates)
+//! sit behind atomic swaps.
+
+use crate::config::Config;
+use crate::metrics::{Metrics, ResultLabel};
+use crate::proxy::upstream::{self, UpstreamClient};
+use crate::tls::{CertResolver, CertStore};
+use http::HeaderValue;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Facts about one client connection, shared by its requests.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+}
+
+pub struct AppState {
+    pub config: Config,
+    pub certs: Arc<CertResolver>,
+    pub tls: Arc<rustls::ServerConfig>,
+    pub client: UpstreamClient,
+    pub metrics: Arc<Metrics>,
+    pub hsts: Option<HeaderValue>,
+    server_names: Vec<String>,
+    public_origin: Option<String>,
+}
+
+impl AppState {
+    /// Loads certificates and builds the upstream client; an error is one line naming the problem.
+    pub fn new(config: Config) -> Result<Arc<AppState>, String> {
+        let store = CertStore::load(&config.server)?;
+        for info in &store.infos {
+            warn_about_validity(info);
+        }
+        let certs = CertResolver::new(store);
+        let tls = crate::tls::server_config(&config.server, certs.clone())?;
+        let client = upstream::build(&config.upstream)?;
+        let hsts = match &config.server.hsts {
+            Some(v) => Some(
+                HeaderValue::from_str(v)
+                    .map_err(|_| "server.hsts: not a valid header value".to_string())?,
+            ),
+            None => None,
+        };
+        let server_names = config
+            .server
+            .server_names
+            .iter()
+            .map(|n| n.to_ascii_lowercase())
+            .collect();
+        let public_origin = config
+            .server
+            .public_origin
+            .as_deref()
+            .and_then(crate::config::types::parse_origin);
+        Ok(Arc::new(AppState {
+            config,
+            certs,
+            tls: Arc::new(tls),
+            client,
+            metrics: Arc::new(Metrics::new()),
+            hsts,
+            server_names,
+            public_origin,
+        }))
+    }
+
+    /// Whether `host` (with or without a port) is one this server answers for.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        if self.server_names.is_empty() {
+            return true;
+        }
+        let name = host_without_port(host).to_ascii_lowercase();
+        let name = name.trim_end_matches('.');
+        self.server_names.iter().any(|n| n == name)
+    }
+
+    /// The origin browsers use: configured, else `https://<Host>`.
+    pub fn public_origin_for(&self, host: &str) -> String {
+        match &self.public_origin {
+            Some(o) => o.clone(),
+            None => format!("https://{}", host.to_ascii_lowercase()),
+        }
+    }
+
+    /// Re-reads the certificates whenever their files change; a bad new pair keeps the old one.
+    pub fn watch_certificates(self: &Arc<Self>) {
+        let files = CertStore::files(&self.config.server);
+        let state = self.clone();
+        crate::watch::spawn(files, self.config.server.reload_interval.get(), move || {
+            match CertStore::load(&state.config.server) {
+                Ok(store) => {
+                    for info in &store.infos {
+                        warn_about_validity(info);
+                    }
+                    state.certs.replace(store);
+                    state
+                        .metrics
+                        .tls_reloads
+                        .get_or_create(&ResultLabel { result: "ok" })
+                        .inc();
+                    tracing::info!("certificates reloaded");
+                }
+                Err(e) => {
+                    state
+                        .metrics
+                        .tls_reloads
+                        .get_or_create(&ResultLabel { result: "error" })
+                        .inc();
+                    tracing::error!(error = %e, "certificate reload failed; still serving the previous certificate");
+                }
+            }
+        });
+    }
+}
+
+fn warn_about_validity(info: &crate::tls::CertInfo) {
+    let left = info.seconds_left();
+    if left < 0 {
+        tracing::error!(file = %info.file, "certificate has expired");
+    } else if info.not_yet_valid() {
+        tracing::error!(file = %info.file, "certificate is not valid yet");
+    } else if left < 14 * 86400 {
+        tracing::warn!(file = %info.file, days_left = left / 86400, "certificate expires soon");
+    }
+}
+
+/// `host:port`, `[v6]:port` or a bare host → the host part.
+pub fn host_without_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rsplit_once(':') {
+        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    }
+}

@@ -1,0 +1,162 @@
+//! TLS termination: certificates loaded from PEM, chosen by SNI, and swapped in place when
+//! their files change.
+//!
+//! The rustls `ServerConfig` never changes after start; only the set of certificates behind
+//! its resolver does. A reload therefore touches no open connection: connections keep the
+//! certificate they were handshaken with, and new handshakes see the new one. A new pair
+//! that fails to load (unreadable, unparsable, key not matching) leaves the old one serving.
+
+mod certs;
+
+pub use certs::{load_pair, CertInfo, LoadedPair};
+
+use crate::config::ServerConfig as ServerSection;
+use arc_swap::ArcSwap;
+use rustls::crypto::aws_lc_rs as provider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::SupportedCipherSuite;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The certificates currently served: a default one, and others by the names they carry.
+#[derive(Debug)]
+pub struct CertStore {
+    default: Arc<CertifiedKey>,
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// `*.example.com` is stored under `example.com`.
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    pub infos: Vec<CertInfo>,
+}
+
+impl CertStore {
+    /// Loads the default pair and the SNI pairs; any failure names the file and the problem.
+    pub fn load(section: &ServerSection) -> Result<CertStore, String> {
+        let default = load_pair(&section.tls_cert, &section.tls_key)?;
+        let mut store = CertStore {
+            default: default.key.clone(),
+            exact: HashMap::new(),
+            wildcard: HashMap::new(),
+            infos: vec![default.info.clone()],
+        };
+        // The default certificate also answers for its own names, before any extra pair.
+        let mut pairs = vec![default];
+        for p in &section.certificates {
+            pairs.push(load_pair(&p.cert, &p.key)?);
+        }
+        for pair in &pairs[1..] {
+            store.infos.push(pair.info.clone());
+        }
+        for pair in pairs.iter().rev() {
+            for name in &pair.info.dns_names {
+                let name = name.to_ascii_lowercase();
+                match name.strip_prefix("*.") {
+                    Some(parent) => store.wildcard.insert(parent.to_string(), pair.key.clone()),
+                    None => store.exact.insert(name, pair.key.clone()),
+                };
+            }
+        }
+        Ok(store)
+    }
+
+    fn pick(&self, sni: Option<&str>) -> Arc<CertifiedKey> {
+        let Some(name) = sni.map(|s| s.trim_end_matches('.').to_ascii_lowercase()) else {
+            return self.default.clone();
+        };
+        if let Some(k) = self.exact.get(&name) {
+            return k.clone();
+        }
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(k) = self.wildcard.get(parent) {
+                return k.clone();
+            }
+        }
+        self.default.clone()
+    }
+
+    /// The files behind this store, for change detection.
+    pub fn files(section: &ServerSection) -> Vec<PathBuf> {
+        let mut v = vec![section.tls_cert.clone(), section.tls_key.clone()];
+        for p in &section.certificates {
+            v.push(p.cert.clone());
+            v.push(p.key.clone());
+        }
+        v
+    }
+}
+
+/// Hands rustls the current certificate for each handshake; swapped atomically on reload.
+#[derive(Debug)]
+pub struct CertResolver {
+    store: ArcSwap<CertStore>,
+}
+
+impl CertResolver {
+    pub fn new(store: CertStore) -> Arc<CertResolver> {
+        Arc::new(CertResolver {
+            store: ArcSwap::from_pointee(store),
+        })
+    }
+
+    pub fn replace(&self, store: CertStore) {
+        self.store.store(Arc::new(store));
+    }
+
+    pub fn current(&self) -> Arc<CertStore> {
+        self.store.load_full()
+    }
+}
+
+impl ResolvesServerCert for CertResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.store.load().pick(hello.server_name()))
+    }
+}
+
+/// Cipher suites by IANA name; an empty list means the provider's modern defaults
+/// (AES-GCM and ChaCha20-Poly1305 with ECDHE only; rustls has no legacy suites).
+pub fn cipher_suites(names: &[String]) -> Result<Vec<SupportedCipherSuite>, String> {
+    let all = provider::ALL_CIPHER_SUITES;
+    if names.is_empty() {
+        return Ok(provider::DEFAULT_CIPHER_SUITES.to_vec());
+    }
+    names
+        .iter()
+        .map(|n| {
+            all.iter()
+                .find(|s| {
+                    s.suite()
+                        .as_str()
+                        .is_some_and(|name| name.eq_ignore_ascii_case(n))
+                })
+                .copied()
+                .ok_or_else(|| format!("unknown cipher suite {n}"))
+        })
+        .collect()
+}
+
+/// Builds the listener's rustls configuration: versions, suites, ALPN `h2` then `http/1.1`.
+pub fn server_config(
+    section: &ServerSection,
+    resolver: Arc<CertResolver>,
+) -> Result<rustls::ServerConfig, String> {
+    let suites = cipher_suites(&section.cipher_suites)?;
+    let versions: &[&'static rustls::SupportedProtocolVersion] = if section.min_tls_version == "1.3"
+    {
+        &[&rustls::version::TLS13]
+    } else {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    };
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: suites,
+        ..provider::default_provider()
+    };
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(versions)
+        .map_err(|e| format!("server.cipher_suites: {e}"))?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(cfg)
+}
