@@ -26,7 +26,13 @@ pub fn generate(hosts: &[String]) -> Result<DevCerts, String> {
     let now = OffsetDateTime::now_utc();
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(|e| e.to_string())?;
     let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "tccc-sidecar development CA");
+    // A unique name per CA: verifiers pick trust anchors by subject, so two development CAs
+    // with one name (two checkouts, a regenerated CA) would shadow each other.
+    let id: u32 = rand::random();
+    dn.push(
+        DnType::CommonName,
+        format!("tccc-sidecar development CA {id:08x}"),
+    );
     dn.push(
         DnType::OrganizationName,
         "tccc-sidecar (local development only)",
@@ -43,7 +49,10 @@ pub fn generate(hosts: &[String]) -> Result<DevCerts, String> {
                 ip,
                 if ip.is_ipv4() { 32 } else { 128 },
             ))),
-            Err(_) => permitted.push(GeneralSubtree::DnsName(h.clone())),
+            // A DNS constraint covers the name and all its subdomains; `*` is not allowed in it.
+            Err(_) => permitted.push(GeneralSubtree::DnsName(
+                h.trim_start_matches("*.").to_string(),
+            )),
         }
     }
     ca.name_constraints = Some(NameConstraints {

@@ -6,6 +6,7 @@
 //! Bodies are streamed in both directions; nothing is buffered.
 
 pub mod access_log;
+mod client_body;
 pub mod forwarded;
 pub mod hop;
 pub mod responses;
@@ -95,6 +96,11 @@ async fn forward(
     let request_id = upstream_request(state, conn, &mut req, &host, upgrade.as_ref())?;
     log.request_id = request_id;
 
+    let (req, client_failed) = {
+        let (parts, body) = req.into_parts();
+        let (body, failed) = client_body::ClientBody::new(body);
+        (Request::from_parts(parts, body), failed)
+    };
     let sent = Instant::now();
     let result = tokio::time::timeout(timeout, state.client.request(req)).await;
     let upstream_secs = sent.elapsed().as_secs_f64();
@@ -106,6 +112,13 @@ async fn forward(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_timeout",
                 "The application behind this server did not answer in time.",
+            ));
+        }
+        Ok(Err(_)) if client_failed.load(std::sync::atomic::Ordering::Relaxed) => {
+            return Err(Reject::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request_body",
+                "The request body could not be read.",
             ));
         }
         Ok(Err(e)) => {

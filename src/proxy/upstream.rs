@@ -6,8 +6,8 @@
 //! written to it (`retry_canceled_requests`); no other request is replayed, because legacy apps
 //! change state on GET.
 
+use super::client_body::ClientBody;
 use crate::config::UpstreamConfig;
-use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -19,7 +19,7 @@ use rustls_pki_types::pem::PemObject;
 use std::sync::Arc;
 
 pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-pub type UpstreamClient = Client<Connector, Incoming>;
+pub type UpstreamClient = Client<Connector, ClientBody>;
 
 /// Builds the client; errors name the CA file and what is wrong with it.
 pub fn build(cfg: &UpstreamConfig) -> Result<UpstreamClient, String> {
@@ -51,7 +51,8 @@ pub fn client_tls(cfg: &UpstreamConfig) -> Result<rustls::ClientConfig, String> 
         rustls::ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("upstream TLS: {e}"))?;
-    let mut tls = if cfg.insecure_skip_verify {
+    // ALPN is left to hyper-rustls, which offers http/1.1 because only HTTP/1 is enabled.
+    let tls = if cfg.insecure_skip_verify {
         tracing::warn!(
             upstream = ?cfg.url,
             "upstream.insecure_skip_verify is on: the upstream's certificate is NOT verified; \
@@ -81,7 +82,6 @@ pub fn client_tls(cfg: &UpstreamConfig) -> Result<rustls::ClientConfig, String> 
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tls)
 }
 

@@ -1,0 +1,85 @@
+//! Graceful shutdown: in-flight requests finish, idle connections close, HTTP/2 clients get
+//! GOAWAY, new connections are refused, and `serve` returns.
+
+use crate::common::*;
+use bytes::Bytes;
+use http::Response;
+use http_body_util::BodyExt;
+use std::sync::Arc;
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_responses_finish_then_stops_accepting() {
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+    let release_rx = Arc::new(release_rx);
+    let (arrived_tx, mut arrived_rx) = tokio::sync::mpsc::channel::<()>(4);
+    let up = Upstream::start(handler(move |_| {
+        let mut release = (*release_rx).clone();
+        let arrived = arrived_tx.clone();
+        async move {
+            let (tx, body) = channel_body();
+            tokio::spawn(async move {
+                let _ = tx.send(Bytes::from("part1-")).await;
+                let _ = arrived.send(()).await;
+                let _ = release.wait_for(|r| *r).await;
+                let _ = tx.send(Bytes::from("part2")).await;
+            });
+            Response::new(body)
+        }
+    }))
+    .await;
+    let mut side = Sidecar::start(&up.url(), "", "").await;
+    let addr = side.addr;
+    let mut h1 = side.h1().await;
+    let mut h2 = side.h2().await;
+    let r1 = h1.send(get("/long")).await.unwrap();
+    let r2 = h2.send(get("/long")).await.unwrap();
+    within("both requests upstream", async {
+        arrived_rx.recv().await;
+        arrived_rx.recv().await;
+    })
+    .await;
+    let idle = side.h1().await; // an idle keep-alive connection
+    let serve = side.shutdown();
+
+    // New connections are refused once the listener is closed.
+    within("listener closed", async {
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_err() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+
+    release_tx.send(true).unwrap();
+    let b1 = within("h1 body", r1.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    let b2 = within("h2 body", r2.into_body().collect())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(
+        b1, "part1-part2",
+        "the in-flight HTTP/1.1 response finished"
+    );
+    assert_eq!(b2, "part1-part2", "the in-flight HTTP/2 stream finished");
+    within("serve returns", serve).await.unwrap().unwrap();
+    // Drained connections are closed: no further request goes through on any of them.
+    let mut idle = idle;
+    assert!(
+        h1.send(get("/again")).await.is_err(),
+        "h1 connection closed after its response"
+    );
+    assert!(
+        h2.send(get("/again")).await.is_err(),
+        "h2 connection got GOAWAY"
+    );
+    assert!(
+        idle.send(get("/again")).await.is_err(),
+        "idle keep-alive connection closed"
+    );
+    assert_eq!(up.count(), 2, "nothing was sent after shutdown");
+}

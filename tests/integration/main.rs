@@ -1,0 +1,12 @@
+//! Integration tests: the real server on loopback port 0 in front of upstreams the tests
+//! control, asserting on both sides of the wire. One binary, so the suite links once.
+
+mod common;
+
+mod admin;
+mod bodies_and_streams;
+mod errors;
+mod forwarding;
+mod lifecycle;
+mod smuggling;
+mod tls;
