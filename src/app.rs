@@ -26,10 +26,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         tracing::info!("shutdown requested: no new connections; draining");
         let _ = tx.send(true);
     });
+    let local = |l: &TcpListener| l.local_addr().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(
-        listen = %cfg.server.listen,
+        listen = %local(&tls),
+        admin = %admin.as_ref().map(local).unwrap_or_default(),
         upstream = ?cfg.upstream.url,
-        admin = ?cfg.server.admin_listen,
         "tccc-sidecar {} serving",
         env!("CARGO_PKG_VERSION")
     );

@@ -17,6 +17,7 @@ pub mod redirect;
 pub mod runtime;
 pub mod server;
 pub mod state;
+pub mod tc3;
 pub mod tls;
 pub mod watch;
 

@@ -31,8 +31,11 @@ pub fn filter(level: &str) -> EnvFilter {
 
 /// Installs the global subscriber; a second call (tests) is a no-op.
 pub fn init(format: LogFormat, level: &str) {
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(level))
+        // Colour codes only for a person at a terminal, never into journald or a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(true);
     let _ = match format {

@@ -5,8 +5,10 @@ mod common;
 
 mod admin;
 mod bodies_and_streams;
+mod cli;
 mod errors;
 mod forwarding;
 mod lifecycle;
 mod smuggling;
+mod tc3_vectors;
 mod tls;

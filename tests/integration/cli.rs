@@ -1,0 +1,247 @@
+//! The binary as an operator runs it: `check` like `nginx -t`, one-line errors, `--version`,
+//! and `run` that serves and exits 0 on SIGTERM after draining.
+
+use crate::common::*;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tccc-sidecar");
+
+fn config_text(certs: &TempDir, upstream: &str, extra_server: &str) -> String {
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n{extra_server}\n[upstream]\nurl = \"{upstream}\"\n",
+        certs.path("tls.crt").display(),
+        certs.path("tls.key").display()
+    )
+}
+
+fn check(text: &str, dir: &TempDir) -> (i32, String, String) {
+    let path = dir.path("sidecar.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_accepts_a_good_config_and_names_file_line_and_key_otherwise() {
+    let dir = TempDir::new("cli");
+    write_certs(&dir, &["localhost"]);
+    let good = config_text(&dir, "http://127.0.0.1:8080", "");
+    let (code, out, _) = check(&good, &dir);
+    assert_eq!(code, 0);
+    assert!(out.contains("test is successful"), "{out}");
+
+    let cfg = dir.path("sidecar.toml").display().to_string();
+    let line_of =
+        |text: &str, needle: &str| text.lines().position(|l| l.starts_with(needle)).unwrap() + 1;
+    let bad_key = good.replace("url = ", "ulr = ");
+    let bad_url = good.replace("http://127.0.0.1:8080", "gopher://x");
+    let bad_duration = good.replace("[server]", "[server]\nheader_read_timeout = \"soon\"");
+    let missing_key = good.replace("tls.key", "missing.key");
+    let cases = [
+        (
+            bad_key.clone(),
+            format!(
+                "{cfg}:{}: upstream.ulr: unknown field",
+                line_of(&bad_key, "ulr")
+            ),
+        ),
+        (
+            bad_url.clone(),
+            format!("{cfg}:{}: upstream.url:", line_of(&bad_url, "url")),
+        ),
+        (
+            bad_duration.clone(),
+            format!("{cfg}:2: server.header_read_timeout: invalid duration"),
+        ),
+        (
+            missing_key.clone(),
+            format!(
+                "{cfg}:{}: server.tls_key: {}: cannot read",
+                line_of(&missing_key, "tls_key"),
+                dir.path("missing.key").display()
+            ),
+        ),
+    ];
+    for (text, want) in cases {
+        let (code, _, err) = check(&text, &dir);
+        assert_eq!(code, 1, "{text}");
+        assert!(
+            err.starts_with(&format!("tccc-sidecar: {want}")),
+            "want {want:?}, got {err:?}"
+        );
+        assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+        assert!(!err.contains("panicked") && !err.contains("backtrace"));
+    }
+
+    // A key that belongs to another certificate.
+    let other = TempDir::new("other");
+    write_certs(&other, &["localhost"]);
+    std::fs::copy(other.path("tls.key"), dir.path("tls.key")).unwrap();
+    let (code, _, err) = check(&good, &dir);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("server.tls_key") && err.contains("does not match the certificate"),
+        "{err}"
+    );
+
+    // Garbage where the certificate should be.
+    std::fs::write(dir.path("tls.crt"), "not a certificate").unwrap();
+    let (code, _, err) = check(&good, &dir);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("server.tls_cert") && err.contains("no CERTIFICATE block"),
+        "{err}"
+    );
+}
+
+#[test]
+fn version_help_and_bad_flags() {
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .starts_with(concat!("tccc-sidecar ", env!("CARGO_PKG_VERSION"))));
+    for sub in ["run", "check", "cert"] {
+        let out = Command::new(BIN).args([sub, "--help"]).output().unwrap();
+        assert!(out.status.success(), "{sub} --help");
+    }
+    let out = Command::new(BIN).args(["run", "--bogus"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--bogus") && !err.contains("panicked"),
+        "{err}"
+    );
+    let out = Command::new(BIN)
+        .args(["run", "--config", "/nonexistent/x.toml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "tccc-sidecar: /nonexistent/x.toml: cannot read: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn cert_writes_a_name_constrained_ca_and_private_keys_are_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("certcmd");
+    let out = Command::new(BIN)
+        .args(["cert", "--out"])
+        .arg(&dir.0)
+        .args(["--host", "crm.test"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (f, mode) in [
+        ("ca.key", 0o600),
+        ("tls.key", 0o600),
+        ("ca.crt", 0o644),
+        ("tls.crt", 0o644),
+    ] {
+        let m = std::fs::metadata(dir.path(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(m, mode, "{f}");
+    }
+    let pem = std::fs::read(dir.path("ca.crt")).unwrap();
+    let (_, der) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let cert = der.parse_x509().unwrap();
+    let nc = cert
+        .name_constraints()
+        .unwrap()
+        .expect("name constraints present");
+    assert!(nc.critical);
+    let permitted = format!("{:?}", nc.value.permitted_subtrees);
+    assert!(permitted.contains("crm.test"), "{permitted}");
+}
+
+#[tokio::test]
+async fn run_serves_and_exits_zero_on_sigterm_after_draining() {
+    let up = Upstream::ok("from upstream").await;
+    let dir = TempDir::new("run");
+    let ca = write_certs(&dir, &["localhost", "127.0.0.1"]);
+    let path = dir.path("sidecar.toml");
+    std::fs::write(&path, config_text(&dir, &up.url(), "")).unwrap();
+    let mut child = ChildGuard(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut logs = Vec::new();
+    let addr = loop {
+        let line = rx.recv_timeout(WAIT).expect("the serving line");
+        logs.push(line.clone());
+        if let Some(rest) = line.split("listen=").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse::<std::net::SocketAddr>()
+                .unwrap();
+        }
+    };
+    let mut c = Client::connect(addr, &ca, Proto::H1, None).await;
+    let (parts, body) = c.get("/hello?token=SECRET").await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(body, "from upstream");
+
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = within(
+        "exit after SIGTERM",
+        tokio::task::spawn_blocking(move || child.0.wait()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(status.code(), Some(0));
+    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
+        logs.push(l);
+    }
+    let access = logs
+        .iter()
+        .find(|l| l.contains("tccc_sidecar::access"))
+        .expect("an access log line");
+    assert!(
+        access.contains("path=/hello") && access.contains("status=200"),
+        "{access}"
+    );
+    assert!(
+        !logs.iter().any(|l| l.contains("SECRET")),
+        "the query string is never logged"
+    );
+    assert!(logs.iter().any(|l| l.contains("stopped")));
+}
+
+/// Kills the child process if the test ends before it exited on its own.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
