@@ -1,4 +1,4 @@
-//! The command line: `run`, `check` and `cert`. Every failure is one line on stderr and a
+//! The command line: `run`, `check`, `demo` and `cert`. Every failure is one line on stderr and a
 //! non-zero exit, never a panic or a backtrace.
 
 use crate::config::Config;
@@ -29,6 +29,11 @@ pub enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// The embedded demo: a demo CRM with the sidecar in front, a generated certificate, nothing to configure.
+    Demo {
+        #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
+        listen: std::net::SocketAddr,
+    },
     /// Write a development CA (name-constrained to the hosts) and a leaf certificate as PEM.
     Cert {
         #[arg(long, value_name = "DIR")]
@@ -50,6 +55,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
+        Command::Demo { listen } => demo(listen),
         Command::Cert { out, hosts } => {
             match crate::devcert::generate(&hosts).and_then(|c| crate::devcert::write(&out, &c)) {
                 Ok(()) => {
@@ -93,6 +99,26 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+fn demo(listen: std::net::SocketAddr) -> ExitCode {
+    crate::logging::init(crate::config::LogFormat::Text, "warn,tccc_sidecar=info");
+    let rt = match runtime(crate::runtime::worker_threads(None)) {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    match rt.block_on(crate::demo::run(listen)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
 fn run(path: &std::path::Path) -> ExitCode {
     let config = match load(path) {
         Ok(c) => c,
@@ -100,13 +126,9 @@ fn run(path: &std::path::Path) -> ExitCode {
     };
     crate::logging::init(config.log.format, &config.log.level);
     let threads = crate::runtime::worker_threads(config.server.worker_threads);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(threads) {
         Ok(rt) => rt,
-        Err(e) => return fail(&format!("cannot start the runtime: {e}")),
+        Err(e) => return fail(&e),
     };
     match rt.block_on(crate::app::run(config)) {
         Ok(()) => ExitCode::SUCCESS,

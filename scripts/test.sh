@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command. Installs what the tests need when it is missing, then runs formatting,
+# lint and every test. Safe to run again: each install step checks first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+command -v bc >/dev/null 2>&1 || need_apt+=(bc)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing: ${need_apt[*]}"
+  apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
+fi
+
+start=$(date +%s)
+cargo fmt --all -- --check
+cargo clippy --locked --all-targets -- -D warnings
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --locked --all-targets 2>&1 | tee "$log"
+passed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ - | bc)
+failed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ - | bc)
+echo "test command finished in $(( $(date +%s) - start ))s"
+echo "tests: ${passed:-0} passed, ${failed:-0} failed"
