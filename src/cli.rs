@@ -108,7 +108,7 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
 }
 
 fn demo(listen: std::net::SocketAddr) -> ExitCode {
-    crate::logging::init(crate::config::LogFormat::Text, "warn,tccc_sidecar=info");
+    let _log = crate::logging::init(crate::config::LogFormat::Text, "warn,tccc_sidecar=info");
     let rt = match runtime(crate::runtime::worker_threads(None)) {
         Ok(rt) => rt,
         Err(e) => return fail(&e),
@@ -124,7 +124,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    crate::logging::init(config.log.format, &config.log.level);
+    let _log = crate::logging::init(config.log.format, &config.log.level);
     let threads = crate::runtime::worker_threads(config.server.worker_threads);
     let rt = match runtime(threads) {
         Ok(rt) => rt,

@@ -29,17 +29,29 @@ pub fn filter(level: &str) -> EnvFilter {
     f
 }
 
+/// Keeps the log writer thread alive; dropping it flushes what is queued.
+pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+
 /// Installs the global subscriber; a second call (tests) is a no-op.
-pub fn init(format: LogFormat, level: &str) {
+///
+/// Lines are written by a background thread through a buffer that is flushed whenever the
+/// queue runs empty: a request never waits on a `write` to stderr, logs still appear at once
+/// when the process is quiet, and none are dropped under load (the queue blocks instead).
+pub fn init(format: LogFormat, level: &str) -> LogGuard {
     use std::io::IsTerminal;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("tccc-log")
+        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(level))
         // Colour codes only for a person at a terminal, never into journald or a log file.
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_target(true);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
+    LogGuard(guard)
 }
