@@ -142,8 +142,10 @@ def run_wrk(port, path, duration, conns):
     for line in out.splitlines():
         if line.startswith("Requests/sec:"):
             rps = float(line.split()[1])
-        if "Non-2xx" in line or "Socket errors" in line:
-            errors += sum(int(x) for x in line.replace(",", " ").split() if x.isdigit())
+        if "Non-2xx" in line:
+            errors += int(line.split(":")[1])
+        if "Socket errors" in line:
+            errors += sum(int(x) for x in line.split(":", 1)[1].replace(",", " ").split() if x.isdigit())
     if rps is None:
         raise SystemExit(f"wrk produced no result:\n{out}")
     total = None
@@ -156,7 +158,7 @@ def run_wrk(port, path, duration, conns):
 def run_oha(port, path, duration, conns, qps):
     out = subprocess.run(
         ["oha", "-z", f"{duration}s", "-c", str(conns), "-q", str(int(qps)), "--latency-correction",
-         "--disable-keepalive=false", "--insecure", "--no-tui", "--output-format", "json",
+         "--insecure", "--no-tui", "--output-format", "json",
          f"https://127.0.0.1:{port}{path}"],
         capture_output=True, text=True)
     try:
@@ -224,6 +226,8 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
 
     tmp = tempfile.mkdtemp(prefix="tccc-bench-")
+    # nginx workers run unprivileged: they must be able to read the files.
+    os.chmod(tmp, 0o755)
     procs = []
     try:
         www = os.path.join(tmp, "www")

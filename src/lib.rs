@@ -6,11 +6,13 @@
 
 pub mod admin;
 pub mod app;
+pub mod ccc;
 pub mod check;
 pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod devcert;
+pub mod emulator;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

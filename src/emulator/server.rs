@@ -1,0 +1,81 @@
+//! The emulator's API listener (plain HTTP, loopback in tests and the demo): the API on `/`
+//! and `GET /__emulator/stats`.
+
+use super::api;
+use super::state::Emulator;
+use crate::proxy::responses::full;
+use crate::proxy::Body;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Largest request body accepted, as the real service's 10 MB limit scaled to this one API.
+const MAX_BODY: usize = 1024 * 1024;
+
+pub async fn serve_api(
+    listener: TcpListener,
+    em: Arc<Emulator>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, _) = tokio::select! {
+            _ = &mut shutdown => return,
+            a = listener.accept() => match a {
+                Ok(pair) => pair,
+                Err(_) => continue,
+            },
+        };
+        let em = em.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let em = em.clone();
+                async move { Ok::<_, Infallible>(route(&em, req).await) }
+            });
+            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+async fn route(em: &Emulator, req: Request<Incoming>) -> Response<Body> {
+    if req.uri().path() == "/__emulator/stats" {
+        return json(em.stats_json());
+    }
+    let method = req.method().clone();
+    if method != Method::POST && method != Method::GET {
+        let mut r = Response::new(full(""));
+        *r.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        return r;
+    }
+    let query = req.uri().query().unwrap_or("").to_string();
+    let (parts, body) = req.into_parts();
+    let body = match http_body_util::Limited::new(body, MAX_BODY).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            em.count_answer("RequestSizeLimitExceeded");
+            let body = serde_json::json!({ "Response": {
+                "Error": { "Code": "RequestSizeLimitExceeded", "Message": "请求包超过限制大小。" },
+                "RequestId": api::new_request_id() } });
+            return json(body.to_string());
+        }
+    };
+    json(api::handle(em, &method, &query, &parts.headers, &body).body)
+}
+
+fn json(body: String) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    // Exactly this value: the Python SDK ignores error envelopes under any other.
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
