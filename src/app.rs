@@ -48,7 +48,9 @@ pub async fn run(config: Config) -> Result<(), String> {
             stopped(rx.clone()),
         ));
     }
-    crate::server::serve(tls, state.clone(), stopped(rx))
+    let workers = crate::runtime::worker_threads(cfg.server.worker_threads);
+    let tls = tls.into_std().map_err(|e| format!("server.listen: {e}"))?;
+    crate::server::serve_workers(tls, state.clone(), workers, rx)
         .await
         .map_err(|e| format!("server: {e}"))?;
     tracing::info!("stopped");

@@ -100,9 +100,15 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
-        .enable_all()
+    let mut b = if threads == 1 {
+        // One CPU: the current-thread scheduler has no cross-thread queues to pay for.
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(threads);
+        b
+    };
+    b.enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
@@ -125,8 +131,9 @@ fn run(path: &std::path::Path) -> ExitCode {
         Err(e) => return fail(&e),
     };
     let _log = crate::logging::init(config.log.format, &config.log.level);
-    let threads = crate::runtime::worker_threads(config.server.worker_threads);
-    let rt = match runtime(threads) {
+    // The listener's workers run on threads of their own (server::serve_workers); this
+    // runtime only carries the admin listener, file watchers and signals.
+    let rt = match runtime(1) {
         Ok(rt) => rt,
         Err(e) => return fail(&e),
     };

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod devcert;
 pub mod emulator;
 pub mod logging;
+pub mod logwriter;
 pub mod metrics;
 pub mod proxy;
 pub mod redirect;

@@ -30,22 +30,15 @@ pub fn filter(level: &str) -> EnvFilter {
 }
 
 /// Keeps the log writer thread alive; dropping it flushes what is queued.
-pub struct LogGuard(#[allow(dead_code)] tracing_appender::non_blocking::WorkerGuard);
+pub struct LogGuard(#[allow(dead_code)] crate::logwriter::FlushGuard);
 
 /// Installs the global subscriber; a second call (tests) is a no-op.
 ///
-/// Lines are written by a background thread through a buffer that is flushed whenever the
-/// queue runs empty: a request never waits on a `write` to stderr, logs still appear at once
-/// when the process is quiet, and none are dropped under load (the queue blocks instead).
+/// Lines go through [`crate::logwriter`]: a request never waits on a `write` to stderr,
+/// lines reach stderr within 100 ms, and none are dropped.
 pub fn init(format: LogFormat, level: &str) -> LogGuard {
     use std::io::IsTerminal;
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("tccc-log")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    let (writer, guard) = crate::logwriter::batch_writer(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter(level))
         // Colour codes only for a person at a terminal, never into journald or a log file.

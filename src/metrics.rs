@@ -28,6 +28,8 @@ pub struct ResultLabel {
 
 pub struct Metrics {
     registry: Registry,
+    /// The per-class request counters, created once so a request does not look them up.
+    by_class: [Counter; 5],
     pub requests: Family<ClassLabel, Counter>,
     pub request_duration: Histogram,
     pub upstream_duration: Histogram,
@@ -105,8 +107,11 @@ impl Metrics {
             "Upgraded (WebSocket) connections currently open",
             websocket_tunnels.clone(),
         );
+        let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"]
+            .map(|class| requests.get_or_create(&ClassLabel { class }).clone());
         Metrics {
             registry,
+            by_class,
             requests,
             request_duration,
             upstream_duration,
@@ -120,14 +125,14 @@ impl Metrics {
     }
 
     pub fn count_status(&self, status: u16) {
-        let class = match status {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
+        let i = match status {
+            100..=199 => 0,
+            200..=299 => 1,
+            300..=399 => 2,
+            400..=499 => 3,
+            _ => 4,
         };
-        self.requests.get_or_create(&ClassLabel { class }).inc();
+        self.by_class[i].inc();
     }
 
     pub fn upstream_error(&self, kind: &'static str) {

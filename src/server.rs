@@ -112,6 +112,46 @@ pub async fn serve(
     Ok(())
 }
 
+/// Serves `listener` on `workers` threads, each running its own single-threaded runtime with
+/// its own upstream pool (nginx's model: no work moves between threads, so no request pays for
+/// cross-thread queues or wake-ups). The kernel spreads new connections over the threads,
+/// which all accept from the same socket. Returns when every worker has drained.
+pub async fn serve_workers(
+    listener: std::net::TcpListener,
+    state: Arc<AppState>,
+    workers: usize,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let mut done = Vec::with_capacity(workers);
+    for i in 0..workers.max(1) {
+        let l = listener.try_clone()?;
+        let st = state.for_worker().map_err(std::io::Error::other)?;
+        let rx = shutdown.clone();
+        let (tx, finished) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
+        std::thread::Builder::new()
+            .name(format!("tccc-worker-{i}"))
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .and_then(|rt| {
+                        rt.block_on(async move {
+                            let l = TcpListener::from_std(l)?;
+                            serve(l, st, crate::app::stopped(rx)).await
+                        })
+                    });
+                let _ = tx.send(result);
+            })?;
+        done.push(finished);
+    }
+    for f in done {
+        f.await
+            .map_err(|_| std::io::Error::other("a worker thread ended abnormally"))??;
+    }
+    Ok(())
+}
+
 /// Runs `f` when dropped (the connection task ends however it ends).
 pub(crate) fn scopeguard<F: FnOnce()>(f: F) -> impl Drop {
     struct Guard<F: FnOnce()>(Option<F>);

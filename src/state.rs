@@ -67,6 +67,21 @@ impl AppState {
         }))
     }
 
+    /// The same state with an upstream client (and connection pool) of its own, for a worker
+    /// thread: a request and its upstream connection then never leave that thread.
+    pub fn for_worker(&self) -> Result<Arc<AppState>, String> {
+        Ok(Arc::new(AppState {
+            config: self.config.clone(),
+            certs: self.certs.clone(),
+            tls: self.tls.clone(),
+            client: upstream::build(&self.config.upstream)?,
+            metrics: self.metrics.clone(),
+            hsts: self.hsts.clone(),
+            server_names: self.server_names.clone(),
+            public_origin: self.public_origin.clone(),
+        }))
+    }
+
     /// Whether `host` (with or without a port) is one this server answers for.
     pub fn host_allowed(&self, host: &str) -> bool {
         if self.server_names.is_empty() {

@@ -46,7 +46,12 @@ where
     let watcher = {
         use notify::Watcher;
         let tx = tx.clone();
-        match notify::recommended_watcher(move |_res: notify::Result<notify::Event>| {
+        match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            // Reading the files ourselves raises access events: reacting to those would
+            // re-read them in an endless loop.
+            if matches!(&res, Ok(e) if e.kind.is_access()) {
+                return;
+            }
             // A full channel already means "look again"; nothing is lost by dropping this one.
             let _ = tx.try_send(());
         }) {

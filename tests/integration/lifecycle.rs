@@ -83,3 +83,39 @@ async fn shutdown_lets_in_flight_responses_finish_then_stops_accepting() {
     );
     assert_eq!(up.count(), 2, "nothing was sent after shutdown");
 }
+
+#[tokio::test]
+async fn worker_threads_share_the_listener_and_drain_on_shutdown() {
+    let up = Upstream::ok("hello").await;
+    let side = Sidecar::start(&up.url(), "", "").await;
+    // A second server over the same state, on worker threads, as `run` starts it.
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(tccc_sidecar::server::serve_workers(
+        std_listener,
+        side.state.clone(),
+        2,
+        rx,
+    ));
+    let mut clients = Vec::new();
+    for i in 0..8 {
+        let proto = if i % 2 == 0 { Proto::H1 } else { Proto::H2 };
+        clients.push(Client::connect(addr, &side.ca_pem, proto, None).await);
+    }
+    for c in clients.iter_mut() {
+        let (parts, body) = c.get("/").await;
+        assert_eq!(parts.status, 200);
+        assert_eq!(body, "hello");
+    }
+    assert_eq!(up.count(), 8);
+    tx.send(true).unwrap();
+    within("workers drain and return", serving)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "listener closed"
+    );
+}
