@@ -215,6 +215,7 @@ def main():
     ap.add_argument("--pin", action="store_true", help="pin proxies to CPU 0, upstream and load generator to CPU 1")
     ap.add_argument("--quick", action="store_true", help="2 runs of 2 s: a smoke test of the harness")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--memory-only", action="store_true", help="only the slow-reader memory check")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.duration = 2, 2
@@ -301,7 +302,8 @@ level = "info"
         print()
 
         results = {}
-        for path, label in [("/small.txt", "3-byte response, keep-alive"), ("/page.html", "78 KB HTML page")]:
+        workloads = [] if args.memory_only else [("/small.txt", "3-byte response, keep-alive"), ("/page.html", "78 KB HTML page")]
+        for path, label in workloads:
             rps = {p.name: [] for p in peers}
             cpu = {p.name: [] for p in peers}
             errs = {p.name: 0 for p in peers}

@@ -90,6 +90,10 @@ pub async fn serve(
                 }
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            // Encrypted bytes waiting for a slow reader: bounded per connection, so memory
+            // stays flat however many clients stall (rustls's default is 64 KiB).
+            let mut tls = tls;
+            tls.get_mut().1.set_buffer_limit(Some(32 * 1024));
             let conn_info = Arc::new(ConnInfo { peer });
             let svc = service_fn(move |req| {
                 let state = state.clone();

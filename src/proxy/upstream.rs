@@ -41,8 +41,8 @@ pub fn build(cfg: &UpstreamConfig) -> Result<UpstreamClient, String> {
         .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
         .retry_canceled_requests(true)
         // hyper's default read buffer grows to ~400 KB per connection; with many slow
-        // clients that is the proxy's memory. 64 KiB keeps large bodies fast and memory flat.
-        .http1_max_buf_size(64 * 1024)
+        // clients that is the proxy's memory (benches/proxy_bench.py, 200 slow readers).
+        .http1_max_buf_size(32 * 1024)
         .set_host(false)
         .build(connector))
 }

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Installs what benches/ needs when it is missing: nginx and wrk (Debian), oha (crates.io).
+set -euo pipefail
+need=()
+command -v nginx >/dev/null 2>&1 || need+=(nginx)
+command -v wrk >/dev/null 2>&1 || need+=(wrk)
+command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+  # Debian starts a default nginx on install; the benchmark runs its own instances.
+  pkill -x nginx 2>/dev/null || true
+fi
+command -v oha >/dev/null 2>&1 || cargo install oha --locked
