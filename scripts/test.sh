@@ -7,10 +7,20 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v bc >/dev/null 2>&1 || need_apt+=(bc)
+command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
+command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"
 fi
+
+# The official SDKs, for the emulator interop tests (tests/integration/interop.rs).
+python3 -c 'import tencentcloud.ccc.v20200210' 2>/dev/null \
+  || python3 -m pip install --quiet --disable-pip-version-check 'tencentcloud-sdk-python==3.1.195' \
+  || python3 -m pip install --quiet --break-system-packages 'tencentcloud-sdk-python==3.1.195'
+[ -d tests/interop/node/node_modules/tencentcloud-sdk-nodejs ] \
+  || npm install --prefix tests/interop/node --silent --no-audit --no-fund
 
 start=$(date +%s)
 cargo fmt --all -- --check

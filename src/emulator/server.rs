@@ -1,5 +1,5 @@
-//! The emulator's API listener (plain HTTP, loopback in tests and the demo): the API on `/`
-//! and `GET /__emulator/stats`.
+//! The emulator's API listener (plain HTTP, loopback in tests and the demo): the API on `/`,
+//! `GET /__emulator/stats`, and `CONNECT` tunnels to itself for SDKs that reach it as a proxy.
 
 use super::api;
 use super::state::Emulator;
@@ -32,20 +32,48 @@ pub async fn serve_api(
                 Err(_) => continue,
             },
         };
-        let em = em.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let em = em.clone();
-                async move { Ok::<_, Infallible>(route(&em, req).await) }
-            });
-            let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await;
-        });
+        tokio::spawn(serve_connection(TokioIo::new(tcp), em.clone()));
     }
 }
 
-async fn route(em: &Emulator, req: Request<Incoming>) -> Response<Body> {
+/// Serves the API on one connection (a TCP stream, or a tunnel opened with CONNECT).
+async fn serve_connection<I>(io: I, em: Arc<Emulator>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| {
+        let em = em.clone();
+        async move { Ok::<_, Infallible>(route(&em, req).await) }
+    });
+    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection_with_upgrades(io, svc)
+        .await;
+}
+
+/// `CONNECT ccc.tencentcloudapi.com:80` opens a tunnel to the emulator itself. SDKs whose
+/// proxy setting tunnels (tencentcloud-sdk-nodejs) can so keep the real endpoint name, which
+/// they sign and from which they derive the service name, and still reach the emulator.
+fn tunnel(em: &Arc<Emulator>, mut req: Request<Incoming>) -> Response<Body> {
+    let host = req.uri().host().unwrap_or("").to_ascii_lowercase();
+    let mut r = Response::new(full(""));
+    if !(host.starts_with("ccc.") && host.ends_with(".tencentcloudapi.com")) {
+        *r.status_mut() = StatusCode::FORBIDDEN;
+        return r;
+    }
+    let on = hyper::upgrade::on(&mut req);
+    let em = em.clone();
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on.await {
+            serve_connection(upgraded, em).await;
+        }
+    });
+    r
+}
+
+async fn route(em: &Arc<Emulator>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() == Method::CONNECT {
+        return tunnel(em, req);
+    }
     if req.uri().path() == "/__emulator/stats" {
         return json(em.stats_json());
     }

@@ -586,3 +586,20 @@ fn percent_decode(s: &str) -> String {
     }
     String::from_utf8(out).unwrap()
 }
+
+#[tokio::test]
+async fn connect_tunnels_only_to_the_ccc_api_hosts() {
+    let (url, _) = start_emulator(em_config()).await;
+    let addr = url.trim_start_matches("http://").to_string();
+    for (target, want) in [
+        ("evil.example.com:443", "403"),
+        ("ccc.tencentcloudapi.com:80", "200"),
+    ] {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let head = within("CONNECT answer", read_head(&mut s)).await.unwrap();
+        assert_eq!(&head[9..12], want, "{target}: {head}");
+    }
+}

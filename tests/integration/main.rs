@@ -9,6 +9,7 @@ mod ccc;
 mod cli;
 mod errors;
 mod forwarding;
+mod interop;
 mod lifecycle;
 mod smuggling;
 mod tc3_vectors;
