@@ -3,7 +3,6 @@
 //! authentication failure, checked on both sides: what the SDK reported and what the
 //! emulator counted. `scripts/test.sh` installs both SDKs; run it once before `cargo test`.
 
-use crate::common::*;
 use std::sync::Arc;
 use tccc_sidecar::emulator::{Emulator, EmulatorConfig};
 use tokio::io::AsyncWriteExt;
