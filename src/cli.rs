@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `demo` and `cert`. Every failure is one line on stderr and a
+//! The command line: `run`, `check`, `demo`, `emulator` and `cert`. Every failure is one line on stderr and a
 //! non-zero exit, never a panic or a backtrace.
 
 use crate::config::Config;
@@ -34,6 +34,8 @@ pub enum Command {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
         listen: std::net::SocketAddr,
     },
+    /// The local CCC API emulator and its stand-in Web SDK origin.
+    Emulator(crate::emulator::command::EmulatorArgs),
     /// Write a development CA (name-constrained to the hosts) and a leaf certificate as PEM.
     Cert {
         #[arg(long, value_name = "DIR")]
@@ -56,6 +58,16 @@ pub fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
         Command::Demo { listen } => demo(listen),
+        Command::Emulator(args) => {
+            let rt = match runtime(1) {
+                Ok(rt) => rt,
+                Err(e) => return fail(&e),
+            };
+            match rt.block_on(crate::emulator::command::run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
         Command::Cert { out, hosts } => {
             match crate::devcert::generate(&hosts).and_then(|c| crate::devcert::write(&out, &c)) {
                 Ok(()) => {

@@ -3,6 +3,8 @@
 //! `CreateSDKLoginToken` and the statistics; see `api` for the order of checks.
 
 pub mod api;
+pub mod command;
+pub mod sdk;
 pub mod server;
 pub mod state;
 

@@ -148,6 +148,15 @@ impl Emulator {
         TokenUse::Fresh { seat }
     }
 
+    /// The seat of a token that has been presented to the SDK (the WebSocket belongs to it).
+    pub fn seat_of_used_token(&self, token: &str) -> Option<String> {
+        let g = self.lock();
+        g.tokens
+            .get(token)
+            .filter(|t| t.used)
+            .map(|t| t.seat.clone())
+    }
+
     pub fn seat_event(&self, seat: &str, f: impl FnOnce(&mut SeatStats)) {
         f(self.lock().seats.entry(seat.to_string()).or_default());
     }

@@ -160,3 +160,24 @@ pub fn server_config(
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
+
+/// A simple server configuration from PEM text (one certificate chain), HTTP/1.1 only: for
+/// the emulator's SDK origin, which serves a script and a WebSocket.
+pub fn simple_server_config(cert_pem: &str, key_pem: &str) -> Result<rustls::ServerConfig, String> {
+    use rustls_pki_types::pem::PemObject;
+    let chain: Vec<rustls_pki_types::CertificateDer<'static>> =
+        rustls_pki_types::CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("certificate: {e}"))?;
+    let key = rustls_pki_types::PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| format!("private key: {e}"))?;
+    let mut cfg =
+        rustls::ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .map_err(|e| e.to_string())?;
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(cfg)
+}

@@ -109,7 +109,7 @@ fn version_help_and_bad_flags() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout)
         .starts_with(concat!("tccc-sidecar ", env!("CARGO_PKG_VERSION"))));
-    for sub in ["run", "check", "cert"] {
+    for sub in ["run", "check", "cert", "demo", "emulator"] {
         let out = Command::new(BIN).args([sub, "--help"]).output().unwrap();
         assert!(out.status.success(), "{sub} --help");
     }
@@ -244,4 +244,91 @@ impl Drop for ChildGuard {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+#[tokio::test]
+async fn emulator_command_serves_tokens_and_exits_zero_on_sigterm() {
+    let dir = TempDir::new("emu");
+    std::fs::write(dir.path("key"), "emu-secret\n").unwrap();
+    let mut child = ChildGuard(
+        Command::new(BIN)
+            .args([
+                "emulator",
+                "--listen",
+                "127.0.0.1:0",
+                "--sdk-app-id",
+                "1400000000",
+                "--secret-id",
+                "AKIDemu",
+            ])
+            .arg("--secret-key-file")
+            .arg(dir.path("key"))
+            .arg("--cert-dir")
+            .arg(&dir.0)
+            .args(["--seat", "agent@example.com", "--rate-limit", "5"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let api = loop {
+        let line = rx.recv_timeout(WAIT).expect("the API line");
+        if let Some(rest) = line.strip_prefix("CCC emulator API:") {
+            break rest.split_whitespace().next().unwrap().to_string();
+        }
+    };
+    let creds = tccc_sidecar::ccc::CredentialStore::fixed(tccc_sidecar::ccc::Credentials {
+        secret_id: "AKIDemu".into(),
+        secret_key: tccc_sidecar::ccc::Secret::new("emu-secret"),
+        token: None,
+    });
+    let client = tccc_sidecar::ccc::CccClient::new(
+        tccc_sidecar::ccc::ClientOptions::new(&api, 1400000000),
+        creds,
+    )
+    .unwrap();
+    let token = client
+        .create_sdk_login_token("agent@example.com")
+        .await
+        .unwrap();
+    assert!(token.sdk_url.starts_with("https://127.0.0.1:"));
+    // The SDK origin's certificate is from the CA written to --cert-dir.
+    let ca = std::fs::read_to_string(dir.path("ca.crt")).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let js = https
+        .get(&token.sdk_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(js.contains(r#""state":"fresh""#));
+    let stats: serde_json::Value = reqwest::get(format!("{api}/__emulator/stats"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["seats"]["agent@example.com"]["tokens_used"], 1);
+
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = within(
+        "exit after SIGTERM",
+        tokio::task::spawn_blocking(move || child.0.wait()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(status.code(), Some(0));
 }

@@ -12,5 +12,6 @@ mod forwarding;
 mod interop;
 mod lifecycle;
 mod smuggling;
+mod standin_sdk;
 mod tc3_vectors;
 mod tls;

@@ -1,0 +1,170 @@
+/* tccc-sidecar emulator: a stand-in for the TCCC Web SDK, written from its documented
+ * behaviour (global `tccc`, on/off, events, Call/Agent/UI/Devices, ready after seconds,
+ * tokenExpired for a stale or used token, one initialisation per page, a call-center button
+ * at the bottom right). It is not the real SDK and makes no calls: a "call" is a row in its
+ * panel and a message to the emulator. The server fills in __CONFIG__ per token. */
+(function () {
+  "use strict";
+  var CONFIG = __CONFIG__;
+  if (window.__tcccStandInInitialised) {
+    throw new Error("TCCC SDK is already initialised in this page (initialise the SDK only once)");
+  }
+  window.__tcccStandInInitialised = true;
+
+  var EVENTS = {
+    ready: "ready", tokenExpired: "tokenExpired", callIn: "callIn", userAccessed: "userAccessed",
+    sessionEnded: "sessionEnded", callOuted: "callOuted", calloutAccepted: "calloutAccepted",
+    transfer: "transfer", statusChanged: "statusChanged"
+  };
+  var listeners = {};
+  var status = "offline";
+  var socket = null;
+  var pending = {};
+  var calls = [];
+  var nextId = 1;
+
+  function emit(name, data) {
+    var list = (listeners[name] || []).slice();
+    for (var i = 0; i < list.length; i++) {
+      try { list[i](data); } catch (e) { setTimeout(function () { throw e; }, 0); }
+    }
+  }
+
+  var ui = { button: null, panel: null, rows: null, state: null };
+  function el(tag, css, text) {
+    var n = document.createElement(tag);
+    if (css) n.style.cssText = css;
+    if (text) n.textContent = text;
+    return n;
+  }
+  function buildUi() {
+    if (ui.button || !document.body) return;
+    ui.button = el("button", "position:fixed;right:20px;bottom:20px;z-index:2147483000;width:56px;height:56px;" +
+      "border-radius:50%;border:0;background:#006eff;color:#fff;font:600 13px sans-serif;cursor:pointer;" +
+      "box-shadow:0 2px 8px rgba(0,0,0,.3)", "TCCC");
+    ui.button.id = "tccc-standin-button";
+    ui.button.setAttribute("aria-label", "Call center");
+    ui.panel = el("div", "position:fixed;right:20px;bottom:86px;z-index:2147483000;width:280px;background:#fff;" +
+      "border:1px solid #ccd;border-radius:8px;padding:12px;font:13px sans-serif;color:#222;display:none;" +
+      "box-shadow:0 2px 12px rgba(0,0,0,.25)");
+    ui.panel.id = "tccc-standin-panel";
+    ui.panel.appendChild(el("div", "font-weight:600;margin-bottom:6px", "Call center (emulator stand-in SDK)"));
+    var seat = el("div", "", "Seat: " + CONFIG.seat);
+    seat.id = "tccc-standin-seat";
+    ui.panel.appendChild(seat);
+    ui.state = el("div", "", "Status: " + status);
+    ui.state.id = "tccc-standin-status";
+    ui.panel.appendChild(ui.state);
+    ui.rows = el("ul", "margin:8px 0 0;padding-left:18px");
+    ui.rows.id = "tccc-standin-calls";
+    ui.panel.appendChild(ui.rows);
+    ui.button.onclick = function () { ui.panel.style.display = ui.panel.style.display === "none" ? "block" : "none"; };
+    document.body.appendChild(ui.panel);
+    document.body.appendChild(ui.button);
+  }
+  function setStatus(s) {
+    status = s;
+    if (ui.state) ui.state.textContent = "Status: " + s;
+    emit(EVENTS.statusChanged, { status: s });
+  }
+  function showCall(call) {
+    buildUi();
+    if (!ui.rows) return;
+    var row = el("li", "", "Calling " + call.phoneNumber + " (session " + call.sessionId + ")");
+    row.setAttribute("data-session-id", call.sessionId);
+    row.className = "tccc-standin-call";
+    ui.rows.appendChild(row);
+    ui.panel.style.display = "block";
+  }
+
+  function request(msg) {
+    return new Promise(function (resolve, reject) {
+      if (!socket || socket.readyState !== 1 || status === "offline") {
+        reject(new Error("TCCC SDK is not ready"));
+        return;
+      }
+      var id = nextId++;
+      msg.id = id;
+      pending[id] = { resolve: resolve, reject: reject };
+      socket.send(JSON.stringify(msg));
+    });
+  }
+
+  var tccc = {
+    events: EVENTS,
+    on: function (name, fn) { (listeners[name] = listeners[name] || []).push(fn); },
+    off: function (name, fn) {
+      var l = listeners[name] || [];
+      for (var i = l.length - 1; i >= 0; i--) if (!fn || l[i] === fn) l.splice(i, 1);
+    },
+    Call: {
+      startOutboundCall: function (opts) {
+        var phone = opts && opts.phoneNumber;
+        if (!phone) return Promise.reject(new Error("phoneNumber is required"));
+        return request({ type: "call", phoneNumber: String(phone) }).then(function (r) {
+          var call = { sessionId: r.sessionId, phoneNumber: String(phone), state: "calling" };
+          calls.push(call);
+          showCall(call);
+          emit(EVENTS.callOuted, { sessionId: call.sessionId, calleePhoneNumber: call.phoneNumber });
+          return { sessionId: call.sessionId };
+        });
+      },
+      hungUp: function (opts) {
+        for (var i = 0; i < calls.length; i++) {
+          if (calls[i].sessionId === (opts && opts.sessionId) && calls[i].state !== "ended") {
+            calls[i].state = "ended";
+            emit(EVENTS.sessionEnded, { sessionId: calls[i].sessionId });
+          }
+        }
+        return Promise.resolve();
+      },
+      getCalls: function () { return calls.slice(); }
+    },
+    Agent: {
+      online: function () { setStatus("free"); return Promise.resolve(); },
+      offline: function () { setStatus("offline"); return Promise.resolve(); },
+      setStatus: function (s) { setStatus(s && s.status || s); return Promise.resolve(); },
+      getStatus: function () { return status; }
+    },
+    UI: {
+      show: function () { buildUi(); if (ui.button) ui.button.style.display = ""; },
+      hide: function () { if (ui.button) ui.button.style.display = "none"; if (ui.panel) ui.panel.style.display = "none"; },
+      showfloatButton: function () { if (ui.button) ui.button.style.display = ""; },
+      hidefloatButton: function () { if (ui.button) ui.button.style.display = "none"; },
+      showWorkbench: function () { buildUi(); if (ui.panel) ui.panel.style.display = "block"; },
+      hideWorkbench: function () { if (ui.panel) ui.panel.style.display = "none"; }
+    },
+    Devices: {
+      isBrowserSupported: function () { return !!(window.WebSocket && window.Promise && window.RTCPeerConnection); }
+    }
+  };
+  window.tccc = tccc;
+
+  if (CONFIG.state !== "fresh") {
+    // The real SDK reports a stale or used token asynchronously, after the script ran.
+    setTimeout(function () { emit(EVENTS.tokenExpired, { reason: CONFIG.state }); }, 300);
+    return;
+  }
+  var started = Date.now();
+  socket = new WebSocket(CONFIG.ws);
+  socket.onmessage = function (ev) {
+    var msg;
+    try { msg = JSON.parse(ev.data); } catch (e) { return; }
+    if (msg.id && pending[msg.id]) {
+      var p = pending[msg.id];
+      delete pending[msg.id];
+      if (msg.error) p.reject(new Error(msg.error)); else p.resolve(msg);
+    }
+  };
+  socket.onopen = function () {
+    // The real SDK takes seconds to become ready; so does this one, at least one.
+    setTimeout(function () {
+      if (document.body) buildUi(); else document.addEventListener("DOMContentLoaded", buildUi);
+      setStatus("free");
+      emit(EVENTS.ready, { seat: CONFIG.seat });
+    }, Math.max(0, 1000 - (Date.now() - started)));
+  };
+  socket.onclose = function () {
+    if (status !== "offline") setStatus("offline");
+  };
+})();
