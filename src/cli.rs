@@ -35,7 +35,7 @@ pub enum Command {
         listen: std::net::SocketAddr,
     },
     /// The local CCC API emulator and its stand-in Web SDK origin.
-    Emulator(crate::emulator::command::EmulatorArgs),
+    Emulator(Box<crate::emulator::command::EmulatorArgs>),
     /// Write a development CA (name-constrained to the hosts) and a leaf certificate as PEM.
     Cert {
         #[arg(long, value_name = "DIR")]
@@ -63,7 +63,7 @@ pub fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(&e),
             };
-            match rt.block_on(crate::emulator::command::run(args)) {
+            match rt.block_on(crate::emulator::command::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
