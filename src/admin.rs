@@ -27,29 +27,19 @@ pub async fn serve_admin(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10));
     let builder = Arc::new(builder.http1_only());
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, _) = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
-            a = listener.accept() => match a {
-                Ok(pair) => pair,
-                Err(e) => {
-                    tracing::error!(error = %e, "admin accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    crate::listener::accept_until(listener, shutdown, move |tcp| {
         let state = state.clone();
         let builder = builder.clone();
-        tokio::spawn(async move {
+        async move {
             let svc = service_fn(move |req| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(route(&state, req).await) }
             });
             let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
-        });
-    }
+        }
+    })
+    .await;
+    Ok(())
 }
 
 async fn route(state: &AppState, req: Request<Incoming>) -> Response<Body> {

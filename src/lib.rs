@@ -13,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod devcert;
 pub mod emulator;
+pub mod listener;
 pub mod logging;
 pub mod logwriter;
 pub mod metrics;
@@ -23,6 +24,7 @@ pub mod server;
 pub mod state;
 pub mod tc3;
 pub mod tls;
+pub mod urlenc;
 pub mod watch;
 
 pub use server::serve;

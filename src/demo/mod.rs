@@ -17,13 +17,12 @@ pub async fn start_crm() -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let crm = crm::Crm::default();
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
+    tokio::spawn(crate::listener::accept_until(
+        listener,
+        std::future::pending(),
+        move |tcp| {
             let crm = crm.clone();
-            tokio::spawn(async move {
+            async move {
                 let svc = service_fn(move |req| {
                     let crm = crm.clone();
                     async move { Ok::<_, Infallible>(crm.handle(req).await) }
@@ -31,9 +30,9 @@ pub async fn start_crm() -> std::io::Result<SocketAddr> {
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
-            });
-        }
-    });
+            }
+        },
+    ));
     Ok(addr)
 }
 

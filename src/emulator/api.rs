@@ -316,7 +316,10 @@ fn params(
         let mut m = Map::new();
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            m.insert(url_decode(k), Value::String(url_decode(v)));
+            m.insert(
+                crate::urlenc::decode_component(k),
+                Value::String(crate::urlenc::decode_component(v)),
+            );
         }
         return Ok(m);
     }
@@ -334,25 +337,6 @@ fn params(
         Ok(Value::Object(m)) => Ok(m),
         _ => Err(bad_body()),
     }
-}
-
-fn url_decode(s: &str) -> String {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push(h * 16 + l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Constant-time comparison, so a verifier does not leak how much of a signature matched.

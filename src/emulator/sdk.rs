@@ -27,18 +27,10 @@ pub async fn serve_sdk(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, _) = tokio::select! {
-            _ = &mut shutdown => return,
-            a = listener.accept() => match a {
-                Ok(pair) => pair,
-                Err(_) => continue,
-            },
-        };
+    crate::listener::accept_until(listener, shutdown, move |tcp| {
         let acceptor = acceptor.clone();
         let em = em.clone();
-        tokio::spawn(async move {
+        async move {
             let Ok(Ok(tls)) =
                 tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(tcp))
                     .await
@@ -52,8 +44,9 @@ pub async fn serve_sdk(
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection_with_upgrades(TokioIo::new(tls), svc)
                 .await;
-        });
-    }
+        }
+    })
+    .await;
 }
 
 fn token_of(req: &Request<Incoming>) -> String {

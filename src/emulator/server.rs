@@ -23,17 +23,10 @@ pub async fn serve_api(
     em: Arc<Emulator>,
     shutdown: impl Future<Output = ()>,
 ) {
-    tokio::pin!(shutdown);
-    loop {
-        let (tcp, _) = tokio::select! {
-            _ = &mut shutdown => return,
-            a = listener.accept() => match a {
-                Ok(pair) => pair,
-                Err(_) => continue,
-            },
-        };
-        tokio::spawn(serve_connection(TokioIo::new(tcp), em.clone()));
-    }
+    crate::listener::accept_until(listener, shutdown, move |tcp| {
+        serve_connection(TokioIo::new(tcp), em.clone())
+    })
+    .await;
 }
 
 /// Serves the API on one connection (a TCP stream, or a tunnel opened with CONNECT).

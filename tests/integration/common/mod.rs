@@ -595,3 +595,18 @@ pub fn metric(text: &str, name_and_labels: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+/// Starts the emulator's API on loopback port 0; returns its address.
+pub async fn start_emulator_api(
+    cfg: tccc_sidecar::emulator::EmulatorConfig,
+) -> (SocketAddr, Arc<tccc_sidecar::emulator::Emulator>) {
+    let em = Arc::new(tccc_sidecar::emulator::Emulator::new(cfg));
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(tccc_sidecar::emulator::server::serve_api(
+        l,
+        em.clone(),
+        std::future::pending(),
+    ));
+    (addr, em)
+}
