@@ -15,3 +15,4 @@ mod smuggling;
 mod standin_sdk;
 mod tc3_vectors;
 mod tls;
+mod upstream_tls;
