@@ -332,3 +332,82 @@ async fn emulator_command_serves_tokens_and_exits_zero_on_sigterm() {
     .unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn logs_never_carry_cookies_or_authorization_even_at_trace_and_json_lines_parse() {
+    let up = Upstream::ok("ok").await;
+    let dir = TempDir::new("logs");
+    let ca = write_certs(&dir, &["localhost", "127.0.0.1"]);
+    let path = dir.path("sidecar.toml");
+    let text = config_text(&dir, &up.url(), "") + "\n[log]\nformat = \"json\"\nlevel = \"trace\"\n";
+    std::fs::write(&path, text).unwrap();
+    let mut child = ChildGuard(
+        Command::new(BIN)
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut logs = Vec::new();
+    let addr = loop {
+        let line = rx.recv_timeout(WAIT).expect("the serving line");
+        logs.push(line.clone());
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if let Some(listen) = v["listen"].as_str() {
+            break listen.parse::<std::net::SocketAddr>().unwrap();
+        }
+    };
+    for proto in BOTH {
+        let mut c = Client::connect(addr, &ca, proto, None).await;
+        let req = http::Request::get("/page;jsessionid=SECRETJSESSION?q=SECRETQUERY")
+            .header("cookie", "sid=SECRETCOOKIE")
+            .header("authorization", "Bearer SECRETAUTH")
+            .body(empty())
+            .unwrap();
+        let (parts, _) = read(c.send(req).await.unwrap()).await;
+        assert_eq!(parts.status, 200);
+    }
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = within("exit", tokio::task::spawn_blocking(move || child.0.wait()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
+        logs.push(l);
+    }
+    let access: Vec<serde_json::Value> = logs
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "tccc_sidecar::access")
+        .collect();
+    assert_eq!(access.len(), 2, "one access line per request");
+    assert_eq!(access[0]["path"], "/page");
+    assert_eq!(access[0]["status"], 200);
+    // The upstream did receive them: they were forwarded, just never logged.
+    assert_eq!(
+        up.requests()[0].headers["authorization"],
+        "Bearer SECRETAUTH"
+    );
+    for l in &logs {
+        for secret in [
+            "SECRETCOOKIE",
+            "SECRETAUTH",
+            "SECRETQUERY",
+            "SECRETJSESSION",
+        ] {
+            assert!(!l.contains(secret), "{secret} in a log line: {l}");
+        }
+    }
+}
