@@ -174,23 +174,11 @@ async fn run_serves_and_exits_zero_on_sigterm_after_draining() {
     let ca = write_certs(&dir, &["localhost", "127.0.0.1"]);
     let path = dir.path("sidecar.toml");
     std::fs::write(&path, config_text(&dir, &up.url(), "")).unwrap();
-    let mut child = ChildGuard(
-        Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&path)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info");
+    let (mut child, rx) = spawn_reading(cmd, false);
     let mut logs = Vec::new();
     let addr = loop {
         let line = rx.recv_timeout(WAIT).expect("the serving line");
@@ -236,6 +224,32 @@ async fn run_serves_and_exits_zero_on_sigterm_after_draining() {
     assert!(logs.iter().any(|l| l.contains("stopped")));
 }
 
+/// Starts `cmd` with the given stream piped; its lines arrive on the returned channel. The
+/// guard kills the process if the test ends first.
+fn spawn_reading(
+    mut cmd: Command,
+    stdout: bool,
+) -> (ChildGuard, std::sync::mpsc::Receiver<String>) {
+    if stdout {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    } else {
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+    }
+    let mut child = ChildGuard(cmd.spawn().unwrap());
+    let reader: Box<dyn std::io::Read + Send> = if stdout {
+        Box::new(child.0.stdout.take().unwrap())
+    } else {
+        Box::new(child.0.stderr.take().unwrap())
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(reader).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
 /// Kills the child process if the test ends before it exited on its own.
 pub struct ChildGuard(pub std::process::Child);
 
@@ -250,34 +264,22 @@ impl Drop for ChildGuard {
 async fn emulator_command_serves_tokens_and_exits_zero_on_sigterm() {
     let dir = TempDir::new("emu");
     std::fs::write(dir.path("key"), "emu-secret\n").unwrap();
-    let mut child = ChildGuard(
-        Command::new(BIN)
-            .args([
-                "emulator",
-                "--listen",
-                "127.0.0.1:0",
-                "--sdk-app-id",
-                "1400000000",
-                "--secret-id",
-                "AKIDemu",
-            ])
-            .arg("--secret-key-file")
-            .arg(dir.path("key"))
-            .arg("--cert-dir")
-            .arg(&dir.0)
-            .args(["--seat", "agent@example.com", "--rate-limit", "5"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "emulator",
+        "--listen",
+        "127.0.0.1:0",
+        "--sdk-app-id",
+        "1400000000",
+        "--secret-id",
+        "AKIDemu",
+    ])
+    .arg("--secret-key-file")
+    .arg(dir.path("key"))
+    .arg("--cert-dir")
+    .arg(&dir.0)
+    .args(["--seat", "agent@example.com", "--rate-limit", "5"]);
+    let (mut child, rx) = spawn_reading(cmd, true);
     let api = loop {
         let line = rx.recv_timeout(WAIT).expect("the API line");
         if let Some(rest) = line.strip_prefix("CCC emulator API:") {
@@ -341,23 +343,11 @@ async fn logs_never_carry_cookies_or_authorization_even_at_trace_and_json_lines_
     let path = dir.path("sidecar.toml");
     let text = config_text(&dir, &up.url(), "") + "\n[log]\nformat = \"json\"\nlevel = \"trace\"\n";
     std::fs::write(&path, text).unwrap();
-    let mut child = ChildGuard(
-        Command::new(BIN)
-            .args(["run", "--config"])
-            .arg(&path)
-            .env("RUST_LOG", "trace")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let stderr = child.0.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "trace");
+    let (mut child, rx) = spawn_reading(cmd, false);
     let mut logs = Vec::new();
     let addr = loop {
         let line = rx.recv_timeout(WAIT).expect("the serving line");
