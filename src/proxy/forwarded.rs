@@ -10,25 +10,28 @@ use crate::config::{types::any_contains, Cidr};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
 
-const XFF: &str = "x-forwarded-for";
-const XFP: &str = "x-forwarded-proto";
-const XFH: &str = "x-forwarded-host";
+// Constants, so that no header name is parsed per request.
+const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
+const XFP: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const XFH: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 
 /// Client-address and routing headers that only a trusted hop may set.
-static UNTRUSTED_DROP: [&str; 13] = [
-    "x-forwarded-for",
-    "x-forwarded-proto",
-    "x-forwarded-host",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
-    "x-forwarded-server",
-    "x-forwarded-ssl",
-    "forwarded",
-    "true-client-ip",
-    "x-client-ip",
-    "x-original-url",
-    "x-rewrite-url",
-    "x-request-id",
+const UNTRUSTED_DROP: [HeaderName; 13] = [
+    XFF,
+    XFP,
+    XFH,
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
+    HeaderName::from_static("x-forwarded-server"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    FORWARDED,
+    HeaderName::from_static("true-client-ip"),
+    HeaderName::from_static("x-client-ip"),
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-request-id"),
 ];
 
 /// The result of applying the forwarding rules: the address the proxy believes is the client's.
@@ -43,26 +46,26 @@ pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trusted: &[Cidr], host: &str
     let peer = crate::config::types::canonical_ip(peer);
     let peer_trusted = any_contains(trusted, peer);
     // The X-Real-IP the client sent is never believed as such; a trusted hop's chain is used instead.
-    headers.remove("x-real-ip");
+    headers.remove(X_REAL_IP);
     let client_ip = if peer_trusted {
         rightmost_untrusted(headers, peer, trusted)
     } else {
-        for name in UNTRUSTED_DROP {
+        for name in &UNTRUSTED_DROP {
             headers.remove(name);
         }
         peer
     };
 
-    let prior_xff = joined(headers, XFF);
+    let prior_xff = joined(headers, &XFF);
     let xff = match prior_xff {
         Some(prior) => format!("{prior}, {peer}"),
         None => peer.to_string(),
     };
     set(headers, XFF, &xff);
-    if !headers.contains_key(XFP) {
-        set(headers, XFP, "https");
+    if !headers.contains_key(&XFP) {
+        headers.insert(XFP, HeaderValue::from_static("https"));
     }
-    if !headers.contains_key(XFH) {
+    if !headers.contains_key(&XFH) {
         set(headers, XFH, host);
     }
     let element = format!(
@@ -70,12 +73,12 @@ pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trusted: &[Cidr], host: &str
         forwarded_node(peer),
         quote_if_needed(host)
     );
-    let fwd = match joined(headers, "forwarded") {
+    let fwd = match joined(headers, &FORWARDED) {
         Some(prior) => format!("{prior}, {element}"),
         None => element,
     };
-    set(headers, "forwarded", &fwd);
-    set(headers, "x-real-ip", &client_ip.to_string());
+    set(headers, FORWARDED, &fwd);
+    set(headers, X_REAL_IP, &client_ip.to_string());
     Forwarding {
         client_ip,
         peer_trusted,
@@ -85,7 +88,7 @@ pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trusted: &[Cidr], host: &str
 /// Walks `X-Forwarded-For` from the right, skipping trusted hops: the first untrusted address
 /// is the client. A malformed entry stops the walk there (it cannot be believed either).
 fn rightmost_untrusted(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> IpAddr {
-    let Some(chain) = joined(headers, XFF) else {
+    let Some(chain) = joined(headers, &XFF) else {
         return peer;
     };
     let mut candidate = peer;
@@ -114,7 +117,7 @@ fn parse_node(s: &str) -> Option<IpAddr> {
         .and_then(|r| r.parse().ok())
 }
 
-fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
+fn joined(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
     let parts: Vec<&str> = headers
         .get_all(name)
         .iter()
@@ -129,9 +132,9 @@ fn joined(headers: &HeaderMap, name: &str) -> Option<String> {
     }
 }
 
-fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
-        headers.insert(HeaderName::from_static(name), v);
+        headers.insert(name, v);
     }
 }
 

@@ -8,17 +8,18 @@
 
 use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
 
-/// The fixed connection-specific fields, removed whatever `Connection` says.
-static HOP_BY_HOP: [&str; 9] = [
-    "connection",
-    "te",
-    "trailer",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "transfer-encoding",
-    "upgrade",
+/// The fixed connection-specific fields, removed whatever `Connection` says. Constants, so
+/// that no name is parsed per request.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    HeaderName::from_static("connection"),
+    HeaderName::from_static("te"),
+    HeaderName::from_static("trailer"),
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    HeaderName::from_static("proxy-authenticate"),
+    HeaderName::from_static("proxy-authorization"),
+    HeaderName::from_static("transfer-encoding"),
+    HeaderName::from_static("upgrade"),
 ];
 
 /// Whether the message asks to switch protocols: `Connection` lists `upgrade` and an
@@ -44,13 +45,15 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 
 /// Removes `Connection`, the headers it names, then the fixed hop-by-hop set.
 pub fn strip(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = connection_tokens(headers)
-        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-        .collect();
-    for name in named {
-        headers.remove(name);
+    if headers.contains_key(CONNECTION) {
+        let named: Vec<HeaderName> = connection_tokens(headers)
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in named {
+            headers.remove(name);
+        }
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
 }

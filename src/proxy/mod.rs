@@ -30,6 +30,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 
 const VIA: &str = "1.1 tccc-sidecar";
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Handles one request from a client connection; never fails (errors become pages).
 pub async fn handle(
@@ -288,12 +289,12 @@ fn upstream_request(
     if let Ok(v) = HeaderValue::from_str(host_value) {
         headers.insert(header::HOST, v);
     }
-    let request_id = match headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+    let request_id = match headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
         Some(id) if fwd.peer_trusted && is_token(id) => id.to_string(),
         _ => {
             let id = new_request_id();
             headers.insert(
-                "x-request-id",
+                X_REQUEST_ID,
                 HeaderValue::from_str(&id).map_err(|_| {
                     Reject::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
