@@ -290,42 +290,24 @@ impl CccClient {
     }
 }
 
-/// reqwest's error → ours. Only a failure to connect means nothing was sent.
+/// reqwest's error → ours. Only a failure to connect means nothing was sent. The detail
+/// names what failed and why, never the URL.
 fn classify(e: reqwest::Error) -> CccError {
-    let detail = {
-        let mut s = short(&e);
-        let mut src = std::error::Error::source(&e);
-        while let Some(x) = src {
-            s.push_str(": ");
-            s.push_str(&x.to_string());
-            src = x.source();
-        }
-        s
-    };
     if e.is_timeout() {
-        CccError::Timeout
-    } else if e.is_connect() {
+        return CccError::Timeout;
+    }
+    let what = match e.status() {
+        Some(status) => format!("HTTP status {status}"),
+        None if e.is_connect() => "connection failed".to_string(),
+        None => "request failed".to_string(),
+    };
+    let detail = match std::error::Error::source(&e) {
+        Some(cause) => format!("{what}: {}", crate::proxy::ErrorChain(cause)),
+        None => what,
+    };
+    if e.is_connect() {
         CccError::Connect(detail)
     } else {
         CccError::Invalid(detail)
     }
-}
-
-/// The error with its causes, without the URL.
-fn short(e: &reqwest::Error) -> String {
-    let e = match e.url() {
-        Some(_) => {
-            let mut kind = if e.is_connect() {
-                "connection failed".to_string()
-            } else {
-                "request failed".to_string()
-            };
-            if let Some(status) = e.status() {
-                kind = format!("HTTP status {status}");
-            }
-            kind
-        }
-        None => e.to_string(),
-    };
-    e
 }

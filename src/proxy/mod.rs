@@ -86,7 +86,6 @@ async fn forward(
     log: &mut AccessLog,
 ) -> Result<Response<Body>, Reject> {
     let host = validate(state, &req)?;
-    let public_origin = state.public_origin_for(&host);
     let upgrade = if req.version() == Version::HTTP_11 {
         hop::upgrade_requested(req.headers())
     } else {
@@ -155,7 +154,7 @@ async fn forward(
         return Ok(resp.map(|_| responses::empty()));
     }
 
-    downstream_response(state, &host, &public_origin, resp.headers_mut());
+    downstream_response(state, &host, resp.headers_mut());
     Ok(resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()))
 }
 
@@ -343,15 +342,19 @@ fn new_request_id() -> String {
 }
 
 /// Rewrites the upstream's response head for the client.
-fn downstream_response(state: &AppState, host: &str, public_origin: &str, h: &mut HeaderMap) {
+fn downstream_response(state: &AppState, host: &str, h: &mut HeaderMap) {
     hop::strip(h);
     let cfg = &state.config;
-    if cfg.upstream.rewrite_redirects {
+    let has_redirect = h.contains_key(header::LOCATION)
+        || h.contains_key(header::CONTENT_LOCATION)
+        || h.contains_key("refresh");
+    // Most answers carry none of these: the public origin is worked out only when needed.
+    if cfg.upstream.rewrite_redirects && has_redirect {
         let upstream = &cfg.upstream.url;
         rewrite::RedirectRewriter {
             upstream_origin: &upstream.origin,
             upstream_default_port: upstream.authority.port().is_none(),
-            public_origin,
+            public_origin: &state.public_origin_for(host),
             client_host: host,
         }
         .apply(h);

@@ -74,6 +74,16 @@ fn stats(em: &Emulator) -> serde_json::Value {
     serde_json::from_str(&em.stats_json()).unwrap()
 }
 
+/// Waits (bounded) until the agent seat's counter `field` reaches `want`.
+async fn wait_for_seat_stat(em: &Emulator, field: &str, want: u64) {
+    within(field, async {
+        while stats(em)["seats"]["agent@example.com"][field] != want {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn the_script_is_served_once_with_cors_then_reports_token_expired() {
     let r = start(&["agent@example.com"]).await;
@@ -172,12 +182,7 @@ async fn the_websocket_is_counted_per_seat_and_carries_calls() {
     )
     .await
     .unwrap();
-    within("connect counted", async {
-        while stats(&r.em)["seats"]["agent@example.com"]["websocket_connects"] != 1 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    wait_for_seat_stat(&r.em, "websocket_connects", 1).await;
     ws.send(Message::text(
         r#"{"type":"call","phoneNumber":"+8613800000000","id":7}"#,
     ))
@@ -188,12 +193,7 @@ async fn the_websocket_is_counted_per_seat_and_carries_calls() {
     assert_eq!(v["id"], 7);
     assert_eq!(v["sessionId"].as_str().unwrap().len(), 36);
     ws.close(None).await.unwrap();
-    within("disconnect counted", async {
-        while stats(&r.em)["seats"]["agent@example.com"]["websocket_disconnects"] != 1 {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await;
+    wait_for_seat_stat(&r.em, "websocket_disconnects", 1).await;
     assert_eq!(
         stats(&r.em)["seats"]["agent@example.com"]["calls_started"],
         1
