@@ -19,7 +19,8 @@ pub async fn run(config: Config) -> Result<(), String> {
         Some(a) => Some(bind(a, "server.redirect_listen").await?),
         None => None,
     };
-    state.watch_certificates();
+    state.start_background();
+    reload_on_sighup(state.clone());
     let (tx, rx) = watch::channel(false);
     tokio::spawn(async move {
         wait_for_signal().await;
@@ -70,6 +71,21 @@ pub async fn stopped(mut rx: watch::Receiver<bool>) {
             return;
         }
     }
+}
+
+/// SIGHUP re-reads the seats file (files are also watched; this is for operators who expect
+/// the nginx habit to work).
+fn reload_on_sighup(state: std::sync::Arc<AppState>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the seats file");
+            state.login.seats.reload();
+        }
+    });
 }
 
 async fn wait_for_signal() {

@@ -75,16 +75,35 @@ pub fn preflight(config: &Config) -> Result<Vec<String>, ConfigError> {
         let text = std::fs::read_to_string(p).map_err(|e| {
             config.error_at("seats.file", format!("{}: cannot read: {e}", p.display()))
         })?;
-        if let Err(e) = text
-            .parse::<toml::Table>()
-            .map_err(|e| e.message().to_string())
-            .and_then(|t| match t.iter().find(|(_, v)| !v.is_str()) {
-                Some((k, _)) => Err(format!("{k}: the seat must be a string")),
-                None => Ok(()),
-            })
-        {
-            return Err(config.error_at("seats.file", format!("{}: {e}", p.display())));
-        }
+        crate::seats::parse(&text, p).map_err(|e| config.error_at("seats.file", e))?;
     }
+    notes.extend(login_warnings(config));
     Ok(notes)
+}
+
+/// Settings that are valid but leave the login endpoint unable to serve anyone.
+pub fn login_warnings(config: &Config) -> Vec<String> {
+    use crate::config::IdentityMode;
+    let mut notes = Vec::new();
+    if config.tccc.sdk_app_id.is_none() {
+        notes.push(
+            "warning: tccc.sdk_app_id is not set: the login endpoint answers every request 502 (NotConfigured)".into(),
+        );
+        return notes;
+    }
+    if config.identity.mode == IdentityMode::Header && config.identity.trusted_peers.is_empty() {
+        notes.push(
+            "warning: identity.trusted_peers is empty: in header mode no request can name a user"
+                .into(),
+        );
+    }
+    if config.identity.mode != IdentityMode::Static
+        && config.seats.file.is_none()
+        && config.seats.template.is_none()
+    {
+        notes.push(
+            "warning: neither seats.file nor seats.template is set: no user has a seat".into(),
+        );
+    }
+    notes
 }

@@ -89,18 +89,19 @@ fn fail(msg: &str) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn load(path: &std::path::Path) -> Result<Config, String> {
+/// The configuration and the warnings worth showing about it.
+fn load(path: &std::path::Path) -> Result<(Config, Vec<String>), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
     let notes = crate::check::preflight(&config).map_err(|e| e.to_string())?;
-    for n in notes {
-        eprintln!("tccc-sidecar: {n}");
-    }
-    Ok(config)
+    Ok((config, notes))
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
     match load(path) {
-        Ok(_) => {
+        Ok((_, notes)) => {
+            for n in notes {
+                eprintln!("tccc-sidecar: {n}");
+            }
             println!(
                 "tccc-sidecar: configuration file {} test is successful",
                 path.display()
@@ -138,11 +139,15 @@ fn demo(listen: std::net::SocketAddr) -> ExitCode {
 }
 
 fn run(path: &std::path::Path) -> ExitCode {
-    let config = match load(path) {
+    let (config, notes) = match load(path) {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
     let _log = crate::logging::init(config.log.format, &config.log.level);
+    // Through the logger, so that JSON logs stay one JSON object per line.
+    for n in notes {
+        tracing::warn!("{}", n.trim_start_matches("warning: "));
+    }
     // The listener's workers run on threads of their own (server::serve_workers); this
     // runtime only carries the admin listener, file watchers and signals.
     let rt = match runtime(1) {

@@ -39,6 +39,18 @@ pub struct Metrics {
     pub tls_handshake_errors: Counter,
     pub tls_reloads: Family<ResultLabel, Counter>,
     pub websocket_tunnels: Gauge,
+    pub login_requests: Family<OutcomeLabel, Counter>,
+    pub login_duration: Histogram,
+    pub ccc_duration: Histogram,
+    pub identity_lookups: Family<ResultLabel, Counter>,
+    pub seats_entries: Gauge,
+    pub seats_file_valid: Gauge,
+    pub seats_reloads: Family<ResultLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
 }
 
 impl Default for Metrics {
@@ -107,6 +119,48 @@ impl Metrics {
             "Upgraded (WebSocket) connections currently open",
             websocket_tunnels.clone(),
         );
+        let login_requests = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "login_requests",
+            "Token requests on the login path, by outcome (ok, unauthenticated, no_seat, cross_site, rate_limited_*, ccc_*, identity_unavailable, ...)",
+            login_requests.clone(),
+        );
+        let login_duration = Histogram::new(buckets);
+        registry.register(
+            "login_duration_seconds",
+            "Time to answer a token request, queueing and identity lookup included",
+            login_duration.clone(),
+        );
+        let ccc_duration = Histogram::new(buckets);
+        registry.register(
+            "ccc_request_duration_seconds",
+            "Time CreateSDKLoginToken took, retries included",
+            ccc_duration.clone(),
+        );
+        let identity_lookups = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "identity_lookups",
+            "Identity lookups by result (cache_hit, user, anonymous, unavailable)",
+            identity_lookups.clone(),
+        );
+        let seats_entries = Gauge::default();
+        registry.register(
+            "seats_entries",
+            "Users named in the seats file currently in use",
+            seats_entries.clone(),
+        );
+        let seats_file_valid = Gauge::default();
+        registry.register(
+            "seats_file_valid",
+            "1 when the last read of the seats file succeeded, 0 when it failed (the previous mapping stays in use)",
+            seats_file_valid.clone(),
+        );
+        let seats_reloads = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "seats_reloads",
+            "Seats file reloads after a change or SIGHUP, by result (ok, error)",
+            seats_reloads.clone(),
+        );
         let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"]
             .map(|class| requests.get_or_create(&ClassLabel { class }).clone());
         Metrics {
@@ -121,6 +175,13 @@ impl Metrics {
             tls_handshake_errors,
             tls_reloads,
             websocket_tunnels,
+            login_requests,
+            login_duration,
+            ccc_duration,
+            identity_lookups,
+            seats_entries,
+            seats_file_valid,
+            seats_reloads,
         }
     }
 
@@ -144,6 +205,24 @@ impl Metrics {
     pub fn rejected(&self, kind: &'static str) {
         self.rejected_requests
             .get_or_create(&KindLabel { kind })
+            .inc();
+    }
+
+    pub fn login_outcome(&self, outcome: &'static str) {
+        self.login_requests
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
+    }
+
+    pub fn identity_lookup(&self, result: &'static str) {
+        self.identity_lookups
+            .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    pub fn seats_reload(&self, result: &'static str) {
+        self.seats_reloads
+            .get_or_create(&ResultLabel { result })
             .inc();
     }
 

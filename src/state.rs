@@ -3,6 +3,7 @@
 //! sit behind atomic swaps.
 
 use crate::config::Config;
+use crate::login::LoginService;
 use crate::metrics::{Metrics, ResultLabel};
 use crate::proxy::upstream::{self, UpstreamClient};
 use crate::tls::{CertResolver, CertStore};
@@ -23,6 +24,9 @@ pub struct AppState {
     pub client: UpstreamClient,
     pub metrics: Arc<Metrics>,
     pub hsts: Option<HeaderValue>,
+    /// The login endpoint and identity; one per process, shared by the workers, so that the
+    /// rate limits and the identity cache are per process.
+    pub login: Arc<LoginService>,
     server_names: Vec<String>,
     public_origin: Option<String>,
 }
@@ -55,13 +59,16 @@ impl AppState {
             .public_origin
             .as_deref()
             .and_then(crate::config::types::parse_origin);
+        let metrics = Arc::new(Metrics::new());
+        let login = Arc::new(LoginService::from_config(&config, metrics.clone())?);
         Ok(Arc::new(AppState {
             config,
             certs,
             tls: Arc::new(tls),
             client,
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             hsts,
+            login,
             server_names,
             public_origin,
         }))
@@ -77,6 +84,7 @@ impl AppState {
             client: upstream::build(&self.config.upstream)?,
             metrics: self.metrics.clone(),
             hsts: self.hsts.clone(),
+            login: self.login.clone(),
             server_names: self.server_names.clone(),
             public_origin: self.public_origin.clone(),
         }))
@@ -98,6 +106,13 @@ impl AppState {
             Some(o) => o.clone(),
             None => format!("https://{}", host.to_ascii_lowercase()),
         }
+    }
+
+    /// Everything that runs beside the listeners: certificate, seats and key-file watches,
+    /// JWKS refreshes, limiter housekeeping. Needs a Tokio runtime.
+    pub fn start_background(self: &Arc<Self>) {
+        self.watch_certificates();
+        self.login.spawn_background(&self.config);
     }
 
     /// Re-reads the certificates whenever their files change; a bad new pair keeps the old one.

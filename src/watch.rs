@@ -69,9 +69,11 @@ where
             }
         }
     };
+    // Taken now, not when the task first runs: a change made in between would otherwise
+    // become the baseline and never be noticed.
+    let mut last = fingerprint(&paths);
     tokio::spawn(async move {
         let _watcher = watcher;
-        let mut last = fingerprint(&paths);
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;

@@ -213,6 +213,9 @@ pub struct LoginConfig {
     pub total_rate: Rate,
     #[serde(default = "defaults::per_client_rate")]
     pub per_client_rate: Rate,
+    /// How long a request may wait for the overall limit before it is answered 429.
+    #[serde(default = "defaults::queue_timeout")]
+    pub queue_timeout: Duration,
 }
 
 impl Default for LoginConfig {
@@ -223,6 +226,7 @@ impl Default for LoginConfig {
             per_user_rate: defaults::per_user_rate(),
             total_rate: defaults::total_rate(),
             per_client_rate: defaults::per_client_rate(),
+            queue_timeout: defaults::queue_timeout(),
         }
     }
 }
@@ -280,6 +284,9 @@ pub struct IdentityConfig {
     pub jwks_url: Option<String>,
     #[serde(default)]
     pub seat: Option<String>,
+    /// How often a JWKS URL is fetched again (an unknown `kid` also triggers a fetch).
+    #[serde(default)]
+    pub jwks_refresh: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -411,6 +418,9 @@ mod defaults {
     }
     pub fn per_client_rate() -> Rate {
         Rate::per_minute(60)
+    }
+    pub fn queue_timeout() -> Duration {
+        Duration::secs(5)
     }
     pub fn loader_path() -> String {
         "/__tccc/loader.js".into()
@@ -568,17 +578,53 @@ impl Config {
                 return err("identity.header", "must not be empty");
             }
             IdentityMode::Introspect => {
-                if self.identity.url.is_none() {
+                let Some(url) = &self.identity.url else {
                     return err(
                         "identity.url",
                         "is required when identity.mode = \"introspect\"",
                     );
+                };
+                if introspect_path(url, &self.upstream.url).is_none() {
+                    return err(
+                        "identity.url",
+                        "must be a path, or a URL on the upstream's origin (the session cookies go nowhere else)",
+                    );
+                }
+                if let Some(p) = &self.identity.user_pointer {
+                    if !p.is_empty() && !p.starts_with('/') {
+                        return err(
+                            "identity.user_pointer",
+                            "must be a JSON pointer such as /id or /user/id",
+                        );
+                    }
                 }
                 if self.identity.cookies.is_empty() {
                     return err(
                         "identity.cookies",
                         "is required when identity.mode = \"introspect\" (the session cookies to forward)",
                     );
+                }
+            }
+            IdentityMode::Jwt => {
+                if self.identity.cookie.is_none() && self.identity.header.is_none() {
+                    return err(
+                        "identity.cookie",
+                        "jwt mode needs identity.cookie or identity.header (where the token is)",
+                    );
+                }
+                if self.identity.hs256_secret_file.is_none()
+                    && self.identity.jwks_file.is_none()
+                    && self.identity.jwks_url.is_none()
+                {
+                    return err(
+                        "identity.mode",
+                        "jwt mode needs identity.hs256_secret_file, identity.jwks_file or identity.jwks_url",
+                    );
+                }
+                if let Some(u) = &self.identity.jwks_url {
+                    if !u.starts_with("https://") && !types::is_loopback_http(u) {
+                        return err("identity.jwks_url", "must be https");
+                    }
                 }
             }
             IdentityMode::Static => {
@@ -623,6 +669,37 @@ impl Config {
             .map(|(_, d)| d.get())
             .unwrap_or(self.upstream.response_timeout.get())
     }
+}
+
+/// The path and query that `identity.url` names on the upstream: `url` itself when it is a
+/// path, else its path when the URL's origin is the upstream's; `None` for any other origin.
+pub fn introspect_path(url: &str, upstream: &types::UpstreamUrl) -> Option<String> {
+    if url.starts_with('/') && !url.starts_with("//") {
+        return url
+            .parse::<http::uri::PathAndQuery>()
+            .ok()
+            .map(|p| p.to_string());
+    }
+    let uri: http::Uri = url.parse().ok()?;
+    let https = match uri.scheme_str()? {
+        "https" => true,
+        "http" => false,
+        _ => return None,
+    };
+    let auth = uri.authority()?;
+    let port = auth.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let same = https == upstream.https
+        && auth
+            .host()
+            .trim_matches(['[', ']'])
+            .eq_ignore_ascii_case(&upstream.host)
+        && port == upstream.port
+        && !auth.as_str().contains('@');
+    same.then(|| {
+        uri.path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "/".into())
+    })
 }
 
 fn first_line(s: &str) -> String {

@@ -15,6 +15,7 @@
 //!    `SdkAppId`/`SeatUserId` missing → `MissingParameter`; wrong types → `InvalidParameterValue`
 //! 10. `SdkAppId` is the emulator's → `InvalidParameterValue.InstanceNotExist`
 //! 11. the seat exists → `InvalidParameterValue.AccountNotExist`
+//! 12. a fault set for the seat (tests only) → that code
 //!
 //! Every answer is HTTP 200 with `Content-Type: application/json` (exactly: the Python SDK
 //! only recognises errors with that value) and a fresh RequestId.
@@ -38,6 +39,37 @@ struct Refusal {
 
 const fn refuse(code: &'static str, zh: &'static str, en: &'static str) -> Refusal {
     Refusal { code, zh, en }
+}
+
+/// The codes a test can make the emulator answer for a seat ([`Emulator::set_fault`]): the
+/// action's documented errors and the common ones a healthy request can still meet.
+pub const FAULT_CODES: [&str; 8] = [
+    "InternalError",
+    "InternalError.DBError",
+    "InvalidParameter.InstanceNotExist",
+    "InvalidParameterValue.AccountNotExist",
+    "InvalidParameterValue.InstanceNotExist",
+    "OperationDenied.UinDisabled",
+    "RequestLimitExceeded",
+    "AuthFailure.SignatureFailure",
+];
+
+fn fault_refusal(code: &'static str) -> Refusal {
+    let (zh, en) = match code {
+        "InternalError" => ("内部错误。", "Internal error."),
+        "InternalError.DBError" => ("数据库错误。", "Database error."),
+        "InvalidParameter.InstanceNotExist" | "InvalidParameterValue.InstanceNotExist" => {
+            ("实例不存在。", "The instance does not exist.")
+        }
+        "InvalidParameterValue.AccountNotExist" => ("账号不存在。", "The account does not exist."),
+        "OperationDenied.UinDisabled" => ("账号已被禁用。", "The account has been disabled."),
+        "RequestLimitExceeded" => (
+            "请求的次数超过了频率限制。",
+            "Your current request times exceeds the limit.",
+        ),
+        _ => ("签名验证失败。", "The signature is incorrect."),
+    };
+    refuse(code, zh, en)
 }
 
 pub fn new_request_id() -> String {
@@ -290,6 +322,9 @@ fn check(
             ),
             None,
         ));
+    }
+    if let Some(code) = em.fault_for(seat) {
+        return Err((fault_refusal(code), None));
     }
     let (token, url, expires) = em.issue(seat);
     Ok(json!({ "Token": token, "SdkURL": url, "ExpiredTime": expires }))

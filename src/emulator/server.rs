@@ -88,6 +88,10 @@ async fn route(em: &Arc<Emulator>, req: Request<Incoming>) -> Response<Body> {
             return json(body.to_string());
         }
     };
+    let delay = em.delay();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     json(api::handle(em, &method, &query, &parts.headers, &body).body)
 }
 

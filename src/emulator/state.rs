@@ -44,6 +44,8 @@ struct Inner {
     tokens: HashMap<String, IssuedToken>,
     seats: BTreeMap<String, SeatStats>,
     answers: BTreeMap<String, u64>,
+    faults: HashMap<String, &'static str>,
+    delay: Duration,
 }
 
 pub struct Emulator {
@@ -105,6 +107,38 @@ impl Emulator {
         }
         g.window.push_back(now);
         true
+    }
+
+    /// Makes every request for `seat` fail with `code` (one of [`super::api::FAULT_CODES`]);
+    /// `None` clears it. For tests of how clients handle the service's refusals.
+    pub fn set_fault(&self, seat: &str, code: Option<&str>) -> Result<(), String> {
+        let mut g = self.lock();
+        match code {
+            None => {
+                g.faults.remove(seat);
+            }
+            Some(c) => {
+                let known = super::api::FAULT_CODES
+                    .iter()
+                    .find(|k| **k == c)
+                    .ok_or_else(|| format!("unknown fault code {c:?}"))?;
+                g.faults.insert(seat.to_string(), known);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn fault_for(&self, seat: &str) -> Option<&'static str> {
+        self.lock().faults.get(seat).copied()
+    }
+
+    /// Delays every API answer by `d`, as a slow or distant service would.
+    pub fn set_delay(&self, d: Duration) {
+        self.lock().delay = d;
+    }
+
+    pub fn delay(&self) -> Duration {
+        self.lock().delay
     }
 
     pub fn count_answer(&self, code: &str) {

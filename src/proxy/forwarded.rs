@@ -48,7 +48,7 @@ pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trusted: &[Cidr], host: &str
     // The X-Real-IP the client sent is never believed as such; a trusted hop's chain is used instead.
     headers.remove(X_REAL_IP);
     let client_ip = if peer_trusted {
-        rightmost_untrusted(headers, peer, trusted)
+        believed_client(headers, peer, trusted)
     } else {
         for name in &UNTRUSTED_DROP {
             headers.remove(name);
@@ -87,7 +87,7 @@ pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trusted: &[Cidr], host: &str
 
 /// Walks `X-Forwarded-For` from the right, skipping trusted hops: the first untrusted address
 /// is the client. A malformed entry stops the walk there (it cannot be believed either).
-fn rightmost_untrusted(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> IpAddr {
+pub fn believed_client(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> IpAddr {
     let Some(chain) = joined(headers, &XFF) else {
         return peer;
     };

@@ -86,6 +86,28 @@ async fn forward(
     log: &mut AccessLog,
 ) -> Result<Response<Body>, Reject> {
     let host = validate(state, &req)?;
+    if req.uri().path() == state.config.login.path {
+        let public_origin = state.public_origin_for(&host);
+        return Ok(state
+            .login
+            .handle(crate::login::LoginRequest {
+                method: req.method(),
+                headers: req.headers(),
+                peer: conn.peer.ip(),
+                host: &host,
+                public_origin: &public_origin,
+            })
+            .await);
+    }
+    // A logout must also end the sidecar's memory of the session (introspect mode).
+    let logout = state
+        .login
+        .identity
+        .is_logout(req.uri().path())
+        .then(|| req.headers().clone());
+    if let Some(h) = &logout {
+        state.login.identity.forget(h, &host).await;
+    }
     let upgrade = if req.version() == Version::HTTP_11 {
         hop::upgrade_requested(req.headers())
     } else {
@@ -134,6 +156,9 @@ async fn forward(
         Ok(Ok(resp)) => resp,
     };
     state.metrics.upstream_duration.observe(upstream_secs);
+    if let Some(h) = &logout {
+        state.login.identity.forget(h, &host).await;
+    }
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
         let (Some(requested), Some(client_upgrade)) = (upgrade, client_upgrade) else {
@@ -270,6 +295,13 @@ fn upstream_request(
 
     let headers = req.headers_mut();
     hop::strip(headers);
+    if !state.login.identity.sanitize(headers, conn.peer.ip()) {
+        return Err(Reject::new(
+            StatusCode::BAD_REQUEST,
+            "ambiguous_identity",
+            "The request names more than one user.",
+        ));
+    }
     if from_h2 {
         join_cookie_crumbs(headers);
     }

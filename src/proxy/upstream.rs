@@ -21,8 +21,15 @@ use std::sync::Arc;
 pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 pub type UpstreamClient = Client<Connector, ClientBody>;
 
-/// Builds the client; errors name the CA file and what is wrong with it.
-pub fn build(cfg: &UpstreamConfig) -> Result<UpstreamClient, String> {
+/// Builds the client; errors name the CA file and what is wrong with it. Generic over the
+/// request body so that requests the sidecar makes itself (identity introspection) use the
+/// same TLS and timeout settings as forwarded ones.
+pub fn build<B>(cfg: &UpstreamConfig) -> Result<Client<Connector, B>, String>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);

@@ -11,6 +11,8 @@ mod errors;
 mod forwarding;
 mod interop;
 mod lifecycle;
+mod login_common;
+mod login_endpoint;
 mod smuggling;
 mod standin_sdk;
 mod tc3_vectors;

@@ -373,7 +373,7 @@ impl Sidecar {
         let config = Config::parse(text, std::path::Path::new("test.toml"))
             .unwrap_or_else(|e| panic!("{e}"));
         let state = AppState::new(config).unwrap();
-        state.watch_certificates();
+        state.start_background();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();

@@ -1,0 +1,215 @@
+//! Who the browser's user is, without any change to the CRM (`identity.mode`).
+//!
+//! Four sources: a header from a trusted SSO gateway ([`header`]), the CRM's own whoami answer
+//! ([`introspect`]), a locally verified JWT ([`jwt`]), or one fixed seat for local development
+//! (`static`). Every mode fails closed: no identity is `Unauthenticated` (401), and an
+//! identity source that cannot answer is `Unavailable` (503, retryable) so that a CRM blip
+//! does not silently take the workbench away from agents.
+
+pub mod cookies;
+pub mod header;
+pub mod introspect;
+pub mod jwt;
+
+use crate::config::{Config, IdentityMode};
+use crate::metrics::Metrics;
+use http::header::HeaderMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why no user could be named. The reasons are fixed strings: they go to logs and never
+/// carry request data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityError {
+    Unauthenticated(&'static str),
+    Unavailable(&'static str),
+}
+
+/// Whom a token request is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Who {
+    /// A CRM user, to be mapped to a seat.
+    User(String),
+    /// A seat named directly (`static` mode).
+    Seat(String),
+}
+
+pub enum Source {
+    Header(header::HeaderIdentity),
+    Introspect(Box<introspect::Introspector>),
+    Jwt(Arc<jwt::JwtVerifier>),
+    Static(String),
+}
+
+pub struct Identity {
+    pub source: Source,
+    metrics: Arc<Metrics>,
+}
+
+/// Default time an identity source may take to answer.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Identity {
+    /// Builds the configured source; errors name the key.
+    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<Identity>, String> {
+        let id = &config.identity;
+        let timeout = id.timeout.map(|d| d.get()).unwrap_or(DEFAULT_TIMEOUT);
+        let source = match id.mode {
+            IdentityMode::Header => Source::Header(header::HeaderIdentity::new(
+                id.header.as_deref().unwrap_or("X-Remote-User"),
+                id.trusted_peers.clone(),
+                id.gateway_secret_header.as_deref(),
+                id.gateway_secret_file.clone(),
+            )?),
+            IdentityMode::Introspect => {
+                let url = id.url.as_deref().unwrap_or("/");
+                Source::Introspect(Box::new(introspect::Introspector::new(
+                    introspect::IntrospectOptions {
+                        upstream: &config.upstream,
+                        path: crate::config::introspect_path(url, &config.upstream.url)
+                            .ok_or("identity.url: must be on the upstream's origin")?,
+                        cookies: id.cookies.clone(),
+                        pointer: id.user_pointer.clone().unwrap_or_else(|| "/id".into()),
+                        timeout,
+                        positive_ttl: id
+                            .cache_ttl
+                            .map(|d| d.get())
+                            .unwrap_or(Duration::from_secs(30)),
+                        negative_ttl: id
+                            .negative_cache_ttl
+                            .map(|d| d.get())
+                            .unwrap_or(Duration::from_secs(5)),
+                        logout_paths: &id.logout_paths,
+                    },
+                )?))
+            }
+            IdentityMode::Jwt => {
+                let source = match (&id.cookie, &id.header) {
+                    (Some(c), _) => jwt::TokenSource::Cookie(c.clone()),
+                    (None, Some(h)) => jwt::TokenSource::Header(
+                        http::HeaderName::try_from(h.as_str())
+                            .map_err(|_| "identity.header: not a valid header name".to_string())?,
+                    ),
+                    (None, None) => {
+                        return Err(
+                            "identity.cookie: jwt mode needs identity.cookie or identity.header"
+                                .into(),
+                        )
+                    }
+                };
+                Source::Jwt(Arc::new(jwt::JwtVerifier::new(jwt::JwtOptions {
+                    source,
+                    claim: id.claim.clone().unwrap_or_else(|| "sub".into()),
+                    issuer: id.issuer.clone(),
+                    audience: id.audience.clone(),
+                    hs256_secret_file: id.hs256_secret_file.clone(),
+                    jwks_file: id.jwks_file.clone(),
+                    jwks_url: id.jwks_url.clone(),
+                    timeout,
+                })?))
+            }
+            IdentityMode::Static => Source::Static(id.seat.clone().unwrap_or_default()),
+        };
+        Ok(Arc::new(Identity { source, metrics }))
+    }
+
+    /// Starts whatever keeps the source fresh: file watches, JWKS refreshes.
+    pub fn spawn_background(self: &Arc<Self>, config: &Config) {
+        let interval = config.server.reload_interval.get();
+        match &self.source {
+            Source::Header(h) => {
+                if let Some(f) = h.secret_file() {
+                    let me = self.clone();
+                    crate::watch::spawn(vec![f], interval, move || {
+                        if let Source::Header(h) = &me.source {
+                            match h.reload_secret() {
+                                Ok(()) => tracing::info!("gateway secret reloaded"),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "gateway secret not reloaded; keeping the previous one")
+                                }
+                            }
+                        }
+                    });
+                }
+            }
+            Source::Jwt(v) => {
+                let files = v.local_files();
+                if !files.is_empty() {
+                    let v2 = v.clone();
+                    crate::watch::spawn(files, interval, move || v2.reload_local());
+                }
+                let every = config
+                    .identity
+                    .jwks_refresh
+                    .map(|d| d.get())
+                    .unwrap_or(Duration::from_secs(300));
+                v.spawn_refresh(every);
+            }
+            _ => {}
+        }
+    }
+
+    /// Runs on every request before it is forwarded: removes identity headers an untrusted
+    /// peer may not assert. `false` means refuse the request (a trusted gateway sent two users).
+    pub fn sanitize(&self, headers: &mut HeaderMap, peer: IpAddr) -> bool {
+        match &self.source {
+            Source::Header(h) => h.sanitize(headers, peer) != header::Verdict::Ambiguous,
+            _ => true,
+        }
+    }
+
+    /// Whether `path` is a configured logout path whose session must be forgotten.
+    pub fn is_logout(&self, path: &str) -> bool {
+        matches!(&self.source, Source::Introspect(i) if i.is_logout(path))
+    }
+
+    /// Forgets the session of a logout request. Called before the CRM sees the request and
+    /// again after it answered, in case a lookup that started before stored it meanwhile.
+    pub async fn forget(&self, headers: &HeaderMap, host: &str) {
+        if let Source::Introspect(i) = &self.source {
+            i.forget(headers, host).await;
+        }
+    }
+
+    /// The user (or seat) behind a token request.
+    pub async fn resolve(
+        &self,
+        headers: &HeaderMap,
+        peer: IpAddr,
+        host: &str,
+    ) -> Result<Who, IdentityError> {
+        let r = match &self.source {
+            Source::Header(h) => h.user(headers, peer).map(Who::User),
+            Source::Introspect(i) => i.user(headers, host, &self.metrics).await.map(Who::User),
+            Source::Jwt(v) => v.user(headers).await.map(Who::User),
+            Source::Static(seat) => {
+                if crate::config::types::canonical_ip(peer).is_loopback() {
+                    Ok(Who::Seat(seat.clone()))
+                } else {
+                    Err(IdentityError::Unauthenticated(
+                        "static identity serves loopback clients only",
+                    ))
+                }
+            }
+        };
+        if let Err(e) = &r {
+            self.metrics.identity_lookup(match e {
+                IdentityError::Unauthenticated(_) => "anonymous",
+                IdentityError::Unavailable(_) => "unavailable",
+            });
+        }
+        r
+    }
+}
+
+/// A user id as the identity sources may return it: non-empty, bounded, no control
+/// characters (it reaches logs and the seat template).
+pub fn checked_user(user: &str) -> Result<String, IdentityError> {
+    if user.is_empty() || user.len() > 256 || user.chars().any(char::is_control) {
+        return Err(IdentityError::Unauthenticated(
+            "user id empty, too long or not printable",
+        ));
+    }
+    Ok(user.to_string())
+}
