@@ -88,7 +88,20 @@ where
                     while rx.try_recv().is_ok() {}
                 }
             }
-            let now = fingerprint(&paths);
+            let mut now = fingerprint(&paths);
+            if now == last {
+                continue;
+            }
+            // A file rewritten in place can be caught half-written (even empty): act only on
+            // contents that stay the same for a moment.
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let again = fingerprint(&paths);
+                if again == now {
+                    break;
+                }
+                now = again;
+            }
             if now != last {
                 last = now;
                 on_change();

@@ -55,8 +55,10 @@ pub struct JwtVerifier {
     /// Keys from the JWKS URL; `None` until it has answered once.
     remote_keys: ArcSwapOption<Vec<Key>>,
     http: reqwest::Client,
-    last_fetch: Mutex<Option<Instant>>,
-    fetching: tokio::sync::Mutex<()>,
+    /// When an unknown `kid` last made us fetch; scheduled refreshes do not count.
+    last_kid_fetch: Mutex<Option<Instant>>,
+    /// Held while the JWKS is being fetched, so that requests wait for it and fetches never overlap.
+    fetching: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl JwtVerifier {
@@ -77,8 +79,8 @@ impl JwtVerifier {
             opts,
             remote_keys: ArcSwapOption::empty(),
             http,
-            last_fetch: Mutex::new(None),
-            fetching: tokio::sync::Mutex::new(()),
+            last_kid_fetch: Mutex::new(None),
+            fetching: Arc::new(tokio::sync::Mutex::new(())),
         };
         Ok(v)
     }
@@ -114,7 +116,10 @@ impl JwtVerifier {
             return Ok(());
         };
         let _one_at_a_time = self.fetching.lock().await;
-        *self.last_fetch.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+        self.fetch_locked(url).await
+    }
+
+    async fn fetch_locked(&self, url: &str) -> Result<(), String> {
         let result = async {
             let mut resp = self
                 .http
@@ -161,15 +166,21 @@ impl JwtVerifier {
             return;
         }
         let me = self.clone();
+        // The first fetch holds the lock from now on: a request that arrives before it is
+        // done waits for the keys instead of being refused or fetching a second time.
+        let first = self.fetching.clone().try_lock_owned().ok();
         tokio::spawn(async move {
+            if let (Some(_guard), Some(url)) = (first, me.opts.jwks_url.as_deref()) {
+                let _ = me.fetch_locked(url).await;
+            }
             loop {
-                let _ = me.refresh().await;
                 let pause = if me.remote_keys.load().is_some() {
                     every
                 } else {
                     REFETCH_INTERVAL
                 };
                 tokio::time::sleep(pause).await;
+                let _ = me.refresh().await;
             }
         });
     }
@@ -201,9 +212,15 @@ impl JwtVerifier {
             .map_err(|_| IdentityError::Unauthenticated("malformed token or unknown algorithm"))?;
         let kid = header.kid.as_deref();
         let mut outcome = self.verify_with_known_keys(token, header.alg, kid);
-        if matches!(outcome, Verified::NoKey) && self.refetch_allowed() {
-            let _ = self.refresh().await;
+        if matches!(outcome, Verified::NoKey) && self.has_remote() {
+            // A fetch may be under way (the first one, or for another request's unknown kid):
+            // its keys may be the ones needed.
+            drop(self.fetching.lock().await);
             outcome = self.verify_with_known_keys(token, header.alg, kid);
+            if matches!(outcome, Verified::NoKey) && self.refetch_allowed() {
+                let _ = self.refresh().await;
+                outcome = self.verify_with_known_keys(token, header.alg, kid);
+            }
         }
         match outcome {
             Verified::Claims(claims) => {
@@ -224,12 +241,20 @@ impl JwtVerifier {
         }
     }
 
+    /// Claims the right to fetch for an unknown `kid`: at most once per [`REFETCH_INTERVAL`].
     fn refetch_allowed(&self) -> bool {
         if !self.has_remote() {
             return false;
         }
-        let last = *self.last_fetch.lock().unwrap_or_else(|p| p.into_inner());
-        last.is_none_or(|t| t.elapsed() >= REFETCH_INTERVAL)
+        let mut last = self
+            .last_kid_fetch
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if last.is_some_and(|t| t.elapsed() < REFETCH_INTERVAL) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
     }
 
     fn verify_with_known_keys(&self, token: &str, alg: Algorithm, kid: Option<&str>) -> Verified {
