@@ -66,7 +66,11 @@ impl Limits {
     pub async fn total(&self) -> Result<Duration, Duration> {
         let now = Instant::now();
         let slot = self.total.reserve(now, self.queue_timeout)?;
-        tokio::time::sleep_until(slot).await;
+        // Tokio's timer has millisecond granularity: even a sleep until "now" costs about a
+        // millisecond, which is most of a login's latency. Only wait when there is a wait.
+        if slot > now {
+            tokio::time::sleep_until(slot).await;
+        }
         Ok(slot.saturating_duration_since(now))
     }
 

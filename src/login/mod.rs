@@ -130,8 +130,8 @@ impl LoginService {
         tracing::info!(
             target: "tccc_sidecar::audit",
             client = %audit.client,
-            user = ?audit.user.as_deref().unwrap_or("-"),
-            seat = ?audit.seat.as_deref().unwrap_or("-"),
+            user = %audit.user.as_deref().unwrap_or("-"),
+            seat = %audit.seat.as_deref().unwrap_or("-"),
             outcome = answer.outcome,
             status = answer.status.as_u16(),
             ccc_request_id = %if answer.request_id.is_empty() { "-" } else { &answer.request_id },

@@ -401,3 +401,103 @@ async fn logs_never_carry_cookies_or_authorization_even_at_trace_and_json_lines_
         }
     }
 }
+
+#[tokio::test]
+async fn login_leaves_an_audit_line_without_the_sdk_url_and_sighup_reloads_seats() {
+    let (em_addr, _em) = start_emulator_api(crate::login_common::em_config()).await;
+    let up = Upstream::ok("ok").await;
+    let dir = TempDir::new("audit");
+    let ca = write_certs(&dir, &["localhost", "127.0.0.1"]);
+    std::fs::write(dir.path("sid"), "AKIDlogin\n").unwrap();
+    std::fs::write(dir.path("skey"), "login-secret-key\n").unwrap();
+    let seats = dir.path("seats.toml");
+    std::fs::write(&seats, "alice = \"agent-alice@example.com\"\n").unwrap();
+    let path = dir.path("sidecar.toml");
+    let text = config_text(&dir, &up.url(), "")
+        + &format!(
+            "\n[tccc]\nsdk_app_id = 1400000000\nendpoint = \"http://{em_addr}\"\nsecret_id_file = \"{}\"\nsecret_key_file = \"{}\"\n\n[identity]\nmode = \"header\"\ntrusted_peers = [\"127.0.0.1\"]\n\n[seats]\nfile = \"{}\"\n\n[log]\nformat = \"json\"\nlevel = \"debug\"\n",
+            dir.path("sid").display(),
+            dir.path("skey").display(),
+            seats.display()
+        );
+    std::fs::write(&path, text).unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG");
+    let (mut child, rx) = spawn_reading(cmd, false);
+    let mut logs = Vec::new();
+    let addr = loop {
+        let line = rx.recv_timeout(WAIT).expect("the serving line");
+        logs.push(line.clone());
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if let Some(listen) = v["listen"].as_str() {
+            break listen.parse::<std::net::SocketAddr>().unwrap();
+        }
+    };
+    let mut c = Client::connect(addr, &ca, Proto::H1, None).await;
+    let (s, _, v) = crate::login_common::login(&mut c, &[("x-remote-user", "alice")]).await;
+    crate::login_common::assert_token(s, &v);
+    let sdk_url = v["SdkURL"].as_str().unwrap().to_string();
+    let token = sdk_url.split("token=").nth(1).unwrap().to_string();
+    let (s, _, _) = crate::login_common::login(&mut c, &[("x-remote-user", "mallory")]).await;
+    assert_eq!(s, 403);
+
+    // SIGHUP reloads the seats file and does not stop the process.
+    std::fs::write(&seats, "mallory = \"agent-bob@example.com\"\n").unwrap();
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (s, _, _) = crate::login_common::login(&mut c, &[("x-remote-user", "mallory")]).await;
+        if s == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "seats never reloaded");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let status = within("exit", tokio::task::spawn_blocking(move || child.0.wait()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "SIGHUP did not end the process; SIGTERM did, cleanly"
+    );
+    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
+        logs.push(l);
+    }
+    let parsed: Vec<serde_json::Value> = logs
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect();
+    let audit: Vec<&serde_json::Value> = parsed
+        .iter()
+        .filter(|v| v["target"] == "tccc_sidecar::audit")
+        .collect();
+    assert!(
+        audit.len() >= 3,
+        "one audit line per token request: {audit:?}"
+    );
+    let first = audit[0];
+    assert_eq!(first["client"], "127.0.0.1");
+    assert_eq!(first["user"], "alice");
+    assert_eq!(first["seat"], "agent-alice@example.com");
+    assert_eq!(first["outcome"], "ok");
+    assert_eq!(first["status"], 200);
+    assert_eq!(first["ccc_request_id"].as_str().unwrap().len(), 36);
+    assert!(first["latency_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(audit[1]["outcome"], "no_seat");
+    assert!(parsed.iter().any(|v| v["fields"]["message"]
+        .as_str()
+        .or(v["message"].as_str())
+        .is_some_and(|m| m.contains("SIGHUP"))));
+    for l in &logs {
+        assert!(!l.contains(&token), "the SdkURL's token in a log line: {l}");
+        assert!(
+            !l.contains("login-secret-key"),
+            "the SecretKey in a log line: {l}"
+        );
+    }
+}

@@ -532,3 +532,37 @@ async fn a_burst_is_queued_at_the_overall_rate_and_every_request_is_answered() {
         "CCC never saw more than its limit: {stats}"
     );
 }
+
+#[tokio::test]
+async fn static_mode_serves_its_one_seat_to_loopback_clients_with_no_identity() {
+    let env = Env::start(Opts {
+        identity: "mode = \"static\"\nseat = \"agent-bob@example.com\"",
+        ..Opts::default()
+    })
+    .await;
+    for proto in [Proto::H1, Proto::H2] {
+        let mut c = env.side.client(proto, None).await;
+        let (s, _, v) = login(&mut c, &[]).await;
+        assert_token(s, &v);
+    }
+    assert_eq!(env.issued(BOB_SEAT), 2);
+    // Still same-origin only.
+    let mut c = env.side.h1().await;
+    let req = Request::post("/loginTCCC")
+        .header("sec-fetch-site", "cross-site")
+        .header("x-tccc-loader", "1")
+        .body(empty())
+        .unwrap();
+    let (s, _, v) = send_json(&mut c, req).await;
+    assert_error(s, &v, 403, "cross_site");
+    // A non-loopback listener is refused at load.
+    let text = base_toml(
+        &TempDir::new("st"),
+        "http://127.0.0.1:1",
+        "",
+        "\n[identity]\nmode = \"static\"\nseat = \"a@b\"\n",
+    )
+    .replace("listen = \"127.0.0.1:0\"", "listen = \"0.0.0.0:0\"");
+    let e = tccc_sidecar::config::Config::parse(&text, std::path::Path::new("t.toml")).unwrap_err();
+    assert_eq!(e.key, "identity.mode", "{e}");
+}
