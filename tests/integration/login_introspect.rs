@@ -292,3 +292,21 @@ async fn a_whoami_url_on_another_origin_is_refused_at_load() {
     );
     assert!(tccc_sidecar::config::Config::parse(&ok, std::path::Path::new("t.toml")).is_ok());
 }
+
+#[tokio::test]
+async fn random_cookies_cannot_hammer_whoami_past_the_per_client_limit() {
+    let env = Env::start(Opts {
+        identity: IDENTITY,
+        login: "per_client_rate = \"3/min\"",
+        ..Opts::default()
+    })
+    .await;
+    let mut c = env.side.h1().await;
+    for i in 0..10 {
+        let cookie = format!("sid=random-{i}");
+        let (s, _, v) = login(&mut c, &[("cookie", &cookie)]).await;
+        let want = if i < 3 { 401 } else { 429 };
+        assert_eq!(s, want, "request {i}: {v}");
+    }
+    assert_eq!(whoami_calls(&env), 3, "limited requests never reached the CRM");
+}
