@@ -14,6 +14,7 @@ pub mod demo;
 pub mod devcert;
 pub mod emulator;
 pub mod identity;
+pub mod inject;
 pub mod listener;
 pub mod logging;
 pub mod login;

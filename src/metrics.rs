@@ -46,6 +46,13 @@ pub struct Metrics {
     pub seats_entries: Gauge,
     pub seats_file_valid: Gauge,
     pub seats_reloads: Family<ResultLabel, Counter>,
+    pub injections: Family<ResultLabel, Counter>,
+    pub injection_skips: Family<ReasonLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -161,6 +168,18 @@ impl Metrics {
             "Seats file reloads after a change or SIGHUP, by result (ok, error)",
             seats_reloads.clone(),
         );
+        let injections = Family::<ResultLabel, Counter>::default();
+        registry.register(
+            "injections",
+            "HTML pages rewritten, by result (injected, already_present, utf16_passthrough, aborted)",
+            injections.clone(),
+        );
+        let injection_skips = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "injection_skips",
+            "Pages that did not get the loader, by reason (method, status, range, encoding, charset, xhtml, no_transform, fetch_dest, xhr, excluded, ...)",
+            injection_skips.clone(),
+        );
         let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"]
             .map(|class| requests.get_or_create(&ClassLabel { class }).clone());
         Metrics {
@@ -182,6 +201,8 @@ impl Metrics {
             seats_entries,
             seats_file_valid,
             seats_reloads,
+            injections,
+            injection_skips,
         }
     }
 
@@ -223,6 +244,16 @@ impl Metrics {
     pub fn seats_reload(&self, result: &'static str) {
         self.seats_reloads
             .get_or_create(&ResultLabel { result })
+            .inc();
+    }
+
+    pub fn injection(&self, result: &'static str) {
+        self.injections.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    pub fn injection_skipped(&self, reason: &'static str) {
+        self.injection_skips
+            .get_or_create(&ReasonLabel { reason })
             .inc();
     }
 

@@ -27,6 +27,7 @@ pub struct AppState {
     /// The login endpoint and identity; one per process, shared by the workers, so that the
     /// rate limits and the identity cache are per process.
     pub login: Arc<LoginService>,
+    pub inject: Arc<crate::inject::Injector>,
     server_names: Vec<String>,
     public_origin: Option<String>,
 }
@@ -61,6 +62,10 @@ impl AppState {
             .and_then(crate::config::types::parse_origin);
         let metrics = Arc::new(Metrics::new());
         let login = Arc::new(LoginService::from_config(&config, metrics.clone())?);
+        let inject = Arc::new(crate::inject::Injector::from_config(
+            &config,
+            metrics.clone(),
+        ));
         Ok(Arc::new(AppState {
             config,
             certs,
@@ -69,6 +74,7 @@ impl AppState {
             metrics,
             hsts,
             login,
+            inject,
             server_names,
             public_origin,
         }))
@@ -85,6 +91,7 @@ impl AppState {
             metrics: self.metrics.clone(),
             hsts: self.hsts.clone(),
             login: self.login.clone(),
+            inject: self.inject.clone(),
             server_names: self.server_names.clone(),
             public_origin: self.public_origin.clone(),
         }))

@@ -319,6 +319,12 @@ pub struct InjectConfig {
     pub click_to_call: bool,
     #[serde(default)]
     pub sdk_origins: Option<BTreeMap<String, Vec<String>>>,
+    /// Where the loader tag goes: "head" (end of `<head>`, the default) or "body" (end of `<body>`).
+    #[serde(default)]
+    pub position: Option<String>,
+    /// In a frameset, the name of the frame whose document holds the SDK.
+    #[serde(default)]
+    pub frame_name: Option<String>,
 }
 
 impl Default for InjectConfig {
@@ -329,6 +335,8 @@ impl Default for InjectConfig {
             exclude: defaults::exclude(),
             click_to_call: false,
             sdk_origins: None,
+            position: None,
+            frame_name: None,
         }
     }
 }
@@ -647,6 +655,12 @@ impl Config {
             if !t.contains("{user}") {
                 return err("seats.template", "must contain {user}");
             }
+        }
+        if !matches!(
+            self.inject.position.as_deref(),
+            None | Some("head" | "body")
+        ) {
+            return err("inject.position", "must be \"head\" or \"body\"");
         }
         for (i, p) in self.inject.exclude.iter().enumerate() {
             if !p.starts_with('/') {

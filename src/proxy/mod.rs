@@ -99,6 +99,9 @@ async fn forward(
             })
             .await);
     }
+    if req.uri().path() == state.config.inject.loader_path {
+        return Ok(state.inject.loader.respond(req.method(), req.headers()));
+    }
     // A logout must also end the sidecar's memory of the session (introspect mode).
     let logout = state
         .login
@@ -115,6 +118,11 @@ async fn forward(
     };
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let timeout = state.config.response_timeout_for(req.uri().path());
+    // Cheap clones (reference-counted bytes) so that the head can be edited while read.
+    let (uri, method) = (req.uri().clone(), req.method().clone());
+    let prepared = state
+        .inject
+        .prepare(&method, req.headers_mut(), uri.path(), upgrade.is_some());
     let request_id = upstream_request(state, conn, &mut req, &host, upgrade.as_ref())?;
     log.request_id = request_id;
 
@@ -180,7 +188,7 @@ async fn forward(
     }
 
     downstream_response(state, &host, resp.headers_mut());
-    Ok(resp.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed()))
+    Ok(state.inject.respond(prepared, resp))
 }
 
 fn bad_upgrade() -> Reject {

@@ -308,5 +308,9 @@ async fn random_cookies_cannot_hammer_whoami_past_the_per_client_limit() {
         let want = if i < 3 { 401 } else { 429 };
         assert_eq!(s, want, "request {i}: {v}");
     }
-    assert_eq!(whoami_calls(&env), 3, "limited requests never reached the CRM");
+    assert_eq!(
+        whoami_calls(&env),
+        3,
+        "limited requests never reached the CRM"
+    );
 }

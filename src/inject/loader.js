@@ -1,0 +1,242 @@
+/* tccc-sidecar loader: gets a fresh SdkURL from the login endpoint and loads the TCCC Web
+ * SDK into this page, once. ES5, no dependencies, never throws into the page. Its state is
+ * on <html data-tccc-state>: loading, ready, unauthorized, unsupported, elsewhere, error.
+ * The sidecar fills in __CONFIG__ when it serves this file. */
+(function () {
+  "use strict";
+  var CONFIG = __CONFIG__;
+  var root = document.documentElement;
+  var RETRY_KEY = "tccc-sidecar-unauthorized";
+  var LOCK = "tccc-sidecar-sdk";
+
+  function setState(s) {
+    try { root.setAttribute("data-tccc-state", s); } catch (e) { /* never throw into the page */ }
+  }
+  function emit(name, detail) {
+    try {
+      var ev;
+      if (typeof window.CustomEvent === "function") {
+        ev = new window.CustomEvent(name, { detail: detail });
+      } else {
+        ev = document.createEvent("CustomEvent");
+        ev.initCustomEvent(name, false, false, detail);
+      }
+      window.dispatchEvent(ev);
+    } catch (e) { /* ignore */ }
+  }
+  function fail(error, status) {
+    setState("error");
+    emit("tccc:error", { error: error, status: status || 0 });
+  }
+
+  // One loader per page, whatever SPA navigations or double injections happen.
+  if (window.__tcccSidecarLoader) { return; }
+  window.__tcccSidecarLoader = true;
+
+  // The SDK needs Chrome 56+/Edge 80+ class browsers; IE and old engines end here quietly.
+  function supported() {
+    if (document.documentMode) { return false; }
+    var m = /(?:Chrome|Chromium)\/(\d+)/.exec(navigator.userAgent || "");
+    if (m && parseInt(m[1], 10) < 56) { return false; }
+    var edge = /Edge\/(\d+)/.exec(navigator.userAgent || "");
+    if (edge) { return false; }
+    return !!(window.XMLHttpRequest && window.JSON && document.querySelector &&
+      window.WebSocket && window.Promise);
+  }
+
+  // In a tab made of frames, only one same-origin document loads the SDK: the topmost one
+  // that has a body, or the frame named by inject.frame_name when the top is a frameset.
+  function isHost() {
+    var w = window;
+    try {
+      while (w.parent && w.parent !== w) {
+        var p = w.parent;
+        var pd = p.document; // throws when the parent is another origin
+        if (pd && pd.body && pd.body.tagName === "BODY") { return false; }
+        w = p;
+      }
+    } catch (e) { /* a cross-origin ancestor: this document is the topmost we can see */ }
+    if (!document.body || document.body.tagName !== "BODY") { return false; }
+    if (window.parent !== window && CONFIG.frame) {
+      try {
+        if (window.parent.document.body && window.parent.document.body.tagName === "FRAMESET") {
+          return window.name === CONFIG.frame;
+        }
+      } catch (e2) { return true; }
+    }
+    if (window.parent !== window) {
+      // A frameset without a configured frame: its first same-origin frame with a body.
+      try {
+        var frames = window.parent.frames;
+        for (var i = 0; i < frames.length; i++) {
+          try {
+            var fb = frames[i].document.body;
+            if (fb && fb.tagName === "BODY") { return frames[i] === window; }
+          } catch (e3) { /* another origin */ }
+        }
+      } catch (e4) { return true; }
+    }
+    return true;
+  }
+
+  // 401/403 are remembered for this tab's session, keyed by the cookies the page can see, so
+  // that the many OA users who are not agents do not ask on every page (a login changes them).
+  function cookieKey() {
+    var c = (document.cookie || "").split(";").sort().join(";");
+    var h = 5381;
+    for (var i = 0; i < c.length; i++) { h = ((h * 33) ^ c.charCodeAt(i)) >>> 0; }
+    return String(h);
+  }
+  function rememberedUnauthorized() {
+    try { return window.sessionStorage.getItem(RETRY_KEY) === cookieKey(); } catch (e) { return false; }
+  }
+  function rememberUnauthorized() {
+    try { window.sessionStorage.setItem(RETRY_KEY, cookieKey()); } catch (e) { /* storage off */ }
+  }
+
+  var attempt = 0;
+  var sdkScript = null;
+  var expiredOnce = false;
+
+  function requestToken(done) {
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", CONFIG.login, true);
+    xhr.setRequestHeader("X-TCCC-Loader", "1");
+    xhr.withCredentials = false; // same-origin: cookies are sent anyway
+    xhr.timeout = 20000;
+    xhr.onreadystatechange = function () {
+      if (xhr.readyState !== 4) { return; }
+      var body = null;
+      try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+      var retryAfter = parseInt(xhr.getResponseHeader("Retry-After") || "", 10);
+      done(xhr.status, body, isNaN(retryAfter) ? 0 : retryAfter);
+    };
+    try { xhr.send(null); } catch (e) { done(0, null, 0); }
+  }
+
+  function retryLater(status, error, retryAfter) {
+    attempt += 1;
+    if (attempt > CONFIG.retries) { fail(error, status); return; }
+    var base = Math.max(retryAfter * 1000, 1000 * Math.pow(2, attempt - 1));
+    var wait = base + Math.floor(Math.random() * 1000);
+    setTimeout(start, wait);
+  }
+
+  function start() {
+    setState("loading");
+    requestToken(function (status, body, retryAfter) {
+      if (status === 200 && body && typeof body.SdkURL === "string") {
+        loadSdk(body.SdkURL);
+        return;
+      }
+      var error = (body && body.error) || "login_failed";
+      if (status === 401 || status === 403) {
+        rememberUnauthorized();
+        setState("unauthorized");
+        return;
+      }
+      if (status === 0 || (body && body.retryable) || status === 429 || status === 503 || status === 504) {
+        retryLater(status, error, retryAfter);
+        return;
+      }
+      fail(error, status);
+    });
+  }
+
+  function waitForTccc(tries, cb) {
+    if (window.tccc && window.tccc.on && window.tccc.events) { cb(window.tccc); return; }
+    if (tries <= 0) { fail("sdk_missing", 0); return; }
+    setTimeout(function () { waitForTccc(tries - 1, cb); }, 50);
+  }
+
+  function loadSdk(url) {
+    if (sdkScript && sdkScript.parentNode) { sdkScript.parentNode.removeChild(sdkScript); }
+    var s = document.createElement("script");
+    s.crossOrigin = "anonymous";
+    s.setAttribute("crossorigin", "anonymous");
+    s.setAttribute("referrerpolicy", "origin");
+    var own = document.querySelector("script[data-tccc-loader]");
+    var nonce = own && (own.nonce || own.getAttribute("nonce"));
+    if (nonce) { s.setAttribute("nonce", nonce); }
+    s.onload = function () {
+      waitForTccc(100, function (tccc) {
+        try {
+          tccc.on(tccc.events.ready, function () {
+            setState("ready");
+            emit("tccc:ready", {});
+          });
+          tccc.on(tccc.events.tokenExpired, function () {
+            // Once per page: a fresh URL and a new initialisation; a second expiry is an error.
+            if (expiredOnce) { fail("token_expired", 0); return; }
+            expiredOnce = true;
+            start();
+          });
+        } catch (e) { fail("sdk_error", 0); }
+      });
+    };
+    s.onerror = function () { retryLater(0, "sdk_load_failed", 0); };
+    s.src = url;
+    sdkScript = s;
+    (document.head || root).appendChild(s);
+  }
+
+  function whenOnlyTab(go) {
+    var locks = navigator.locks;
+    if (!locks || typeof locks.request !== "function") { go(); return; }
+    var channel = null;
+    try { channel = new window.BroadcastChannel(LOCK); } catch (e) { channel = null; }
+    try {
+      locks.request(LOCK, { ifAvailable: true }, function (lock) {
+        if (lock) {
+          if (channel) {
+            channel.onmessage = function (m) {
+              if (m && m.data === "focus") { try { window.focus(); } catch (e) { /* ignore */ } }
+            };
+          }
+          go();
+          return new Promise(function () { /* held for the life of the page */ });
+        }
+        setState("elsewhere");
+        showElsewhere(channel);
+        // When the tab that holds it closes, this one takes over.
+        locks.request(LOCK, function () {
+          hideElsewhere();
+          go();
+          return new Promise(function () { /* held */ });
+        });
+        return undefined;
+      });
+    } catch (e) { go(); }
+  }
+
+  var elsewhereNode = null;
+  function showElsewhere(channel) {
+    try {
+      var b = document.createElement("button");
+      b.type = "button";
+      b.setAttribute("data-tccc-elsewhere", "");
+      b.textContent = "Call center is open in another tab";
+      b.style.cssText = "position:fixed;right:16px;bottom:16px;z-index:2147483646;padding:8px 12px;" +
+        "border:1px solid #999;border-radius:16px;background:#fff;color:#333;font:13px sans-serif;cursor:pointer";
+      b.onclick = function () { if (channel) { channel.postMessage("focus"); } };
+      document.body.appendChild(b);
+      elsewhereNode = b;
+    } catch (e) { /* ignore */ }
+  }
+  function hideElsewhere() {
+    if (elsewhereNode && elsewhereNode.parentNode) { elsewhereNode.parentNode.removeChild(elsewhereNode); }
+  }
+
+  function main() {
+    try {
+      if (!supported()) { setState("unsupported"); return; }
+      if (!isHost()) { return; }
+      if (rememberedUnauthorized()) { setState("unauthorized"); return; }
+      whenOnlyTab(start);
+    } catch (e) {
+      fail("loader_error", 0);
+    }
+  }
+
+  if (document.body) { main(); } else { document.addEventListener("DOMContentLoaded", main); }
+})();

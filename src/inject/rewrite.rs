@@ -1,0 +1,338 @@
+//! The streaming HTML rewrite: exactly one loader tag per document, placed by the tokenizer
+//! (lol_html), never by searching bytes, so `<head>` inside a script, a comment or an
+//! attribute is never mistaken for the real one, and markup split across chunks at any byte
+//! is handled.
+//!
+//! Placement (`inject.position = "head"`): before the first `</head>`; when the head is
+//! closed implicitly (no end tag), before the first `<body>` or `<frameset>`; with neither,
+//! at the end of the document. A `data-tccc-loader` script already in the page (a second
+//! sidecar in a chain) means nothing is added. Bytes outside the added tag are passed
+//! through unchanged, whatever the page's charset.
+
+use lol_html::html_content::{ContentType, DocumentEnd, Element, EndTag};
+use lol_html::send::{HtmlRewriter, Settings};
+use lol_html::{element, end, end_tag, AsciiCompatibleEncoding, MemorySettings, OutputSink};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// The most lol_html may buffer for one token (a huge attribute, an unclosed comment); past
+/// it the rest of the page passes through untouched rather than failing.
+const MAX_PARSER_MEMORY: usize = 1024 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// At the end of `<head>` (the contract's default).
+    Head,
+    /// At the end of `<body>`.
+    Body,
+}
+
+struct Sink(Arc<Mutex<Vec<u8>>>);
+
+impl OutputSink for Sink {
+    fn handle_chunk(&mut self, chunk: &[u8]) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(chunk);
+    }
+}
+
+pub struct Rewriter {
+    inner: HtmlRewriter<'static, Sink>,
+    out: Arc<Mutex<Vec<u8>>>,
+    flags: Arc<Flags>,
+}
+
+/// `done`: the page has a loader tag (ours, or one it came with); `added`: ours.
+#[derive(Default)]
+struct Flags {
+    done: AtomicBool,
+    added: AtomicBool,
+}
+
+/// Whether the tag may be added here (once per document); marks it added.
+fn claim(f: &Flags) -> bool {
+    let first = !f.done.swap(true, Ordering::Relaxed);
+    if first {
+        f.added.store(true, Ordering::Relaxed);
+    }
+    first
+}
+
+impl Rewriter {
+    /// A rewriter for a page in `encoding` (ASCII-compatible; the caller skips others).
+    pub fn new(tag: Arc<str>, position: Position, encoding: AsciiCompatibleEncoding) -> Rewriter {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let done = Arc::new(Flags::default());
+        let mut settings = Settings::new_send()
+            .with_encoding(encoding)
+            .with_strict(false)
+            .with_memory_settings(
+                MemorySettings::new()
+                    .with_max_allowed_memory_usage(MAX_PARSER_MEMORY)
+                    .with_graceful_bail_out_on_memory_limit_exceeded(true),
+            );
+        {
+            // A page that already has the loader (a sidecar in front of this one) gets no second.
+            let d = done.clone();
+            settings = settings.append_element_content_handler(element!(
+                "script[data-tccc-loader]",
+                move |_el: &mut Element<'_, '_, _>| {
+                    d.done.store(true, Ordering::Relaxed);
+                    Ok(())
+                }
+            ));
+        }
+        match position {
+            Position::Head => {
+                let (d, t) = (done.clone(), tag.clone());
+                settings = settings.append_element_content_handler(element!(
+                    "head",
+                    move |el: &mut Element<'_, '_, _>| {
+                        if done_already(&d) || !el.can_have_content() {
+                            return Ok(());
+                        }
+                        let (d2, t2) = (d.clone(), t.clone());
+                        el.on_end_tag(end_tag!(move |end: &mut EndTag<'_>| {
+                            if claim(&d2) {
+                                end.before(&t2, ContentType::Html);
+                            }
+                            Ok(())
+                        }))?;
+                        Ok(())
+                    }
+                ));
+                for name in ["body", "frameset"] {
+                    let (d, t) = (done.clone(), tag.clone());
+                    settings = settings.append_element_content_handler(element!(
+                        name,
+                        move |el: &mut Element<'_, '_, _>| {
+                            if claim(&d) {
+                                el.before(&t, ContentType::Html);
+                            }
+                            Ok(())
+                        }
+                    ));
+                }
+            }
+            Position::Body => {
+                let (d, t) = (done.clone(), tag.clone());
+                settings = settings.append_element_content_handler(element!(
+                    "body",
+                    move |el: &mut Element<'_, '_, _>| {
+                        if done_already(&d) || !el.can_have_content() {
+                            return Ok(());
+                        }
+                        let (d2, t2) = (d.clone(), t.clone());
+                        el.on_end_tag(end_tag!(move |end: &mut EndTag<'_>| {
+                            if claim(&d2) {
+                                end.before(&t2, ContentType::Html);
+                            }
+                            Ok(())
+                        }))?;
+                        Ok(())
+                    }
+                ));
+            }
+        }
+        {
+            let (d, t) = (done.clone(), tag);
+            settings =
+                settings.append_document_content_handler(end!(move |end: &mut DocumentEnd<'_>| {
+                    if claim(&d) {
+                        end.append(&t, ContentType::Html);
+                    }
+                    Ok(())
+                }));
+        }
+        let inner = HtmlRewriter::new(settings, Sink(out.clone()));
+        Rewriter {
+            inner,
+            out,
+            flags: done,
+        }
+    }
+
+    fn drain(&self, out: &mut Vec<u8>) {
+        out.append(&mut self.out.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// Rewrites `input`, appending what can be emitted so far to `out`.
+    pub fn write(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        self.inner.write(input).map_err(|e| e.to_string())?;
+        self.drain(out);
+        Ok(())
+    }
+
+    /// Ends the document (the end-of-document fallback runs here); returns whether this
+    /// rewriter added the tag.
+    pub fn end(self, out: &mut Vec<u8>) -> Result<bool, String> {
+        let Rewriter {
+            inner,
+            out: buf,
+            flags,
+        } = self;
+        inner.end().map_err(|e| e.to_string())?;
+        out.append(&mut buf.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(flags.added.load(Ordering::Relaxed))
+    }
+
+    /// Whether this rewriter added the tag (so far).
+    pub fn added(&self) -> bool {
+        self.flags.added.load(Ordering::Relaxed)
+    }
+}
+
+fn done_already(d: &Flags) -> bool {
+    d.done.load(Ordering::Relaxed)
+}
+
+/// The encoding a page's bytes are in, from its `Content-Type` charset: `Ok(None)` when none is
+/// named (UTF-8, adjusted by a `<meta charset>`), `Err` for encodings the rewriter cannot
+/// handle without re-encoding (UTF-16, ISO-2022-JP): such pages pass through untouched.
+pub fn page_encoding(content_type: &str) -> Result<Option<AsciiCompatibleEncoding>, &'static str> {
+    let Some(label) = content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| v.trim().trim_matches('"'))
+    }) else {
+        return Ok(None);
+    };
+    let enc = encoding_rs::Encoding::for_label(label.as_bytes()).ok_or("charset")?;
+    AsciiCompatibleEncoding::new(enc).map(Some).ok_or("charset")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TAG: &str = "<script src=\"/__tccc/loader.js\" data-tccc-loader defer></script>";
+
+    fn rewrite_in_chunks(
+        html: &[u8],
+        chunk: usize,
+        enc: &'static encoding_rs::Encoding,
+    ) -> Vec<u8> {
+        let mut r = Rewriter::new(
+            Arc::from(TAG),
+            Position::Head,
+            AsciiCompatibleEncoding::new(enc).unwrap(),
+        );
+        let mut out = Vec::new();
+        for piece in html.chunks(chunk.max(1)) {
+            r.write(piece, &mut out).unwrap();
+        }
+        r.end(&mut out).unwrap();
+        out
+    }
+
+    fn rewrite(html: &str) -> String {
+        String::from_utf8(rewrite_in_chunks(
+            html.as_bytes(),
+            1 << 20,
+            encoding_rs::UTF_8,
+        ))
+        .unwrap()
+    }
+
+    fn count(s: &str) -> usize {
+        s.matches("data-tccc-loader").count()
+    }
+
+    #[test]
+    fn the_tag_goes_at_the_end_of_head() {
+        let out =
+            rewrite("<!doctype html><html><head><title>t</title></head><body>x</body></html>");
+        assert_eq!(
+            out,
+            format!("<!doctype html><html><head><title>t</title>{TAG}</head><body>x</body></html>")
+        );
+    }
+
+    #[test]
+    fn split_at_every_byte_still_injects_once() {
+        let html = "<html><he\u{0}ad></head><body></body></html>".replace('\u{0}', "");
+        for chunk in 1..12 {
+            let out = String::from_utf8(rewrite_in_chunks(
+                html.as_bytes(),
+                chunk,
+                encoding_rs::UTF_8,
+            ))
+            .unwrap();
+            assert_eq!(count(&out), 1, "chunk {chunk}: {out}");
+            assert!(out.contains(&format!("{TAG}</head>")), "{out}");
+        }
+    }
+
+    #[test]
+    fn fallbacks_for_missing_or_repeated_heads_and_bodies() {
+        let no_head = rewrite("<html><body><p>x</p></body></html>");
+        assert_eq!(count(&no_head), 1);
+        assert!(no_head.contains(&format!("{TAG}<body>")), "{no_head}");
+        let implicit = rewrite("<html><head><title>t</title><body>x</body></html>");
+        assert!(implicit.contains(&format!("{TAG}<body>")), "{implicit}");
+        let fragment = rewrite("<p>just a fragment</p>");
+        assert_eq!(fragment, format!("<p>just a fragment</p>{TAG}"));
+        for html in [
+            "<html><head></head><head></head><body></body></html>",
+            "<html><head></head><body></body><body></body></html>",
+            "<html><head></head><body><head></head></body></html>",
+        ] {
+            assert_eq!(count(&rewrite(html)), 1, "{html}");
+        }
+        let frameset = rewrite("<html><frameset><frame src=a></frameset></html>");
+        assert!(frameset.contains(&format!("{TAG}<frameset>")), "{frameset}");
+    }
+
+    #[test]
+    fn head_inside_scripts_comments_and_attributes_is_not_a_head() {
+        let html = "<html><script>var s=\"<head></head>\";</script><!-- <head></head> --><div title=\"</head>\"></div><head></head></html>";
+        let out = rewrite(html);
+        assert_eq!(count(&out), 1);
+        assert!(out.contains("var s=\"<head></head>\";"));
+        assert!(out.contains("<!-- <head></head> -->"));
+        assert!(
+            out.ends_with(&format!("<head>{TAG}</head></html>")),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn an_existing_loader_tag_means_nothing_is_added() {
+        let html = format!("<html><head>{TAG}</head><body></body></html>");
+        assert_eq!(rewrite(&html), html);
+    }
+
+    #[test]
+    fn non_utf8_pages_keep_their_bytes() {
+        for label in [
+            "gbk",
+            "gb18030",
+            "big5",
+            "shift_jis",
+            "windows-1252",
+            "iso-8859-1",
+        ] {
+            let enc = encoding_rs::Encoding::for_label(label.as_bytes()).unwrap();
+            let (bytes, _, _) = enc.encode(
+                "<html><head><title>客服 café ｶﾀｶﾅ</title></head><body>电话 ünïcode</body></html>",
+            );
+            let out = rewrite_in_chunks(&bytes, 7, enc);
+            let mut expected = bytes.to_vec();
+            let at = expected.windows(7).position(|w| w == b"</head>").unwrap();
+            expected.splice(at..at, TAG.bytes());
+            assert_eq!(out, expected, "{label}");
+        }
+    }
+
+    #[test]
+    fn charsets_the_rewriter_cannot_keep_are_refused() {
+        assert!(page_encoding("text/html; charset=utf-16").is_err());
+        assert!(page_encoding("text/html; charset=\"UTF-16LE\"").is_err());
+        assert!(page_encoding("text/html; charset=bogus-charset").is_err());
+        assert!(page_encoding("text/html; charset=GBK").unwrap().is_some());
+        assert!(page_encoding("text/html").unwrap().is_none());
+    }
+}
