@@ -19,7 +19,7 @@ fi
 python3 -c 'import tencentcloud.ccc.v20200210' 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check 'tencentcloud-sdk-python==3.1.195' \
   || python3 -m pip install --quiet --break-system-packages 'tencentcloud-sdk-python==3.1.195'
-[ -d tests/interop/node/node_modules/tencentcloud-sdk-nodejs ] \
+[ -d tests/interop/node/node_modules/tencentcloud-sdk-nodejs ] && [ -d tests/interop/node/node_modules/acorn ] \
   || npm install --prefix tests/interop/node --silent --no-audit --no-fund
 
 start=$(date +%s)

@@ -1,7 +1,7 @@
 /* tccc-sidecar loader: gets a fresh SdkURL from the login endpoint and loads the TCCC Web
  * SDK into this page, once. ES5, no dependencies, never throws into the page. Its state is
  * on <html data-tccc-state>: loading, ready, unauthorized, unsupported, elsewhere, error.
- * The sidecar fills in __CONFIG__ when it serves this file. */
+ * The sidecar fills in its settings (CONFIG) when it serves this file. */
 (function () {
   "use strict";
   var CONFIG = __CONFIG__;

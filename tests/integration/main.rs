@@ -9,6 +9,7 @@ mod ccc;
 mod cli;
 mod errors;
 mod forwarding;
+mod inject;
 mod interop;
 mod lifecycle;
 mod login_common;
