@@ -108,6 +108,11 @@ pub fn write(dir: &Path, certs: &DevCerts) -> Result<(), String> {
     Ok(())
 }
 
+/// Writes a secret readable by its owner only (0600).
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
+    write_file(path, &String::from_utf8_lossy(contents), 0o600)
+}
+
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), String> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

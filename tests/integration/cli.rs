@@ -501,3 +501,110 @@ async fn login_leaves_an_audit_line_without_the_sdk_url_and_sighup_reloads_seats
         );
     }
 }
+
+#[tokio::test]
+async fn demo_shows_the_crm_with_the_loader_and_logs_agents_in_through_the_emulator() {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["demo", "--listen", "127.0.0.1:0"]);
+    let (_child, rx) = spawn_reading(cmd, true);
+    let mut port = None;
+    let mut ca = None;
+    while port.is_none() || ca.is_none() {
+        let line = rx.recv_timeout(WAIT).expect("the demo's instructions");
+        if let Some(rest) = line.trim().strip_prefix("Open   https://localhost:") {
+            port = Some(rest.trim_end_matches('/').parse::<u16>().unwrap());
+        }
+        if line.trim().ends_with("ca.crt") {
+            ca = Some(line.trim().to_string());
+        }
+    }
+    let (port, ca) = (port.unwrap(), std::fs::read(ca.unwrap()).unwrap());
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve(
+            "localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("https://localhost:{port}");
+    let login = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("user=alice&password=alice-demo")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let page = http
+        .get(format!("{base}/customers"))
+        .header("cookie", &cookie)
+        .header("sec-fetch-dest", "document")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<script src=\"/__tccc/loader.js\" data-tccc-loader defer></script></head>"),
+        "{page}"
+    );
+    let token = http
+        .post(format!("{base}/loginTCCC"))
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "same-origin")
+        .header("x-tccc-loader", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    let v: serde_json::Value = token.json().await.unwrap();
+    let sdk_url = v["SdkURL"].as_str().unwrap().to_string();
+    assert!(sdk_url.starts_with("https://localhost:"), "{sdk_url}");
+    // The stand-in SDK, from its own origin, with CORS for the page's origin.
+    let sdk_port: u16 = sdk_url["https://localhost:".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let sdk_client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve(
+            "localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], sdk_port)),
+        )
+        .build()
+        .unwrap();
+    let js = sdk_client
+        .get(&sdk_url)
+        .header("origin", &base)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(js.status(), 200);
+    assert!(js.headers().contains_key("access-control-allow-origin"));
+    let js = js.text().await.unwrap();
+    assert!(
+        js.contains("alice@demo.tccc-sidecar.example"),
+        "the seat of the logged-in user"
+    );
+    // Logged out: no token.
+    let anon = http
+        .post(format!("{base}/loginTCCC"))
+        .header("sec-fetch-site", "same-origin")
+        .header("x-tccc-loader", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anon.status(), 401);
+}
