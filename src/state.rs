@@ -61,10 +61,16 @@ impl AppState {
             .as_deref()
             .and_then(crate::config::types::parse_origin);
         let metrics = Arc::new(Metrics::new());
-        let login = Arc::new(LoginService::from_config(&config, metrics.clone())?);
+        let learned = Arc::new(crate::inject::csp::LearnedOrigins::default());
+        let login = Arc::new(LoginService::from_config(
+            &config,
+            metrics.clone(),
+            learned.clone(),
+        )?);
         let inject = Arc::new(crate::inject::Injector::from_config(
             &config,
             metrics.clone(),
+            learned,
         ));
         Ok(Arc::new(AppState {
             config,

@@ -325,6 +325,9 @@ pub struct InjectConfig {
     /// In a frameset, the name of the frame whose document holds the SDK.
     #[serde(default)]
     pub frame_name: Option<String>,
+    /// What happens to a page's CSP: "rewrite" (default), "report-only" (canary), "off".
+    #[serde(default)]
+    pub csp: Option<String>,
 }
 
 impl Default for InjectConfig {
@@ -337,6 +340,7 @@ impl Default for InjectConfig {
             sdk_origins: None,
             position: None,
             frame_name: None,
+            csp: None,
         }
     }
 }
@@ -661,6 +665,39 @@ impl Config {
             None | Some("head" | "body")
         ) {
             return err("inject.position", "must be \"head\" or \"body\"");
+        }
+        if !matches!(
+            self.inject.csp.as_deref(),
+            None | Some("rewrite" | "report-only" | "off")
+        ) {
+            return err(
+                "inject.csp",
+                "must be \"rewrite\", \"report-only\" or \"off\"",
+            );
+        }
+        if let Some(map) = &self.inject.sdk_origins {
+            for (directive, list) in map {
+                let ok = match directive.as_str() {
+                    "script-src" => list
+                        .iter()
+                        .all(|s| crate::inject::csp::valid_script_origin(s)),
+                    "connect-src" | "media-src" => list
+                        .iter()
+                        .all(|s| crate::inject::csp::valid_other_origin(s)),
+                    _ => {
+                        return err(
+                            "inject.sdk_origins",
+                            "keys are script-src, connect-src or media-src",
+                        )
+                    }
+                };
+                if !ok {
+                    return err(
+                        "inject.sdk_origins",
+                        "script-src takes exact https://host[:port] origins; connect-src and media-src take https:// or wss:// hosts (no *, no keywords)",
+                    );
+                }
+            }
         }
         for (i, p) in self.inject.exclude.iter().enumerate() {
             if !p.starts_with('/') {

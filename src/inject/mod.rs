@@ -11,6 +11,7 @@
 
 pub mod body;
 pub mod codec;
+pub mod csp;
 pub mod gate;
 pub mod loader;
 pub mod rewrite;
@@ -26,11 +27,29 @@ use hyper::body::Incoming;
 use std::sync::Arc;
 
 pub struct Injector {
-    tag: Arc<str>,
+    /// The loader path, escaped for an attribute value.
+    loader_src: Arc<str>,
+    loader_path: String,
     position: rewrite::Position,
     exclude: Vec<String>,
+    csp_mode: CspMode,
+    sdk_origins: Option<std::collections::BTreeMap<String, Vec<String>>>,
+    /// SdkURL origins seen by the login endpoint.
+    pub learned: Arc<csp::LearnedOrigins>,
     pub loader: loader::Loader,
     metrics: Arc<Metrics>,
+}
+
+/// `inject.csp`: what happens to a page's CSP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CspMode {
+    /// Policies are adjusted so the loader and the SDK run (the default).
+    Rewrite,
+    /// Canary: enforced policies are left as they are; the adjusted versions are added as
+    /// `Content-Security-Policy-Report-Only`, so their reports show what would change.
+    ReportOnly,
+    /// Policies are not touched (the loader may then be blocked).
+    Off,
 }
 
 /// What the request side decided, carried to the response side.
@@ -41,14 +60,22 @@ pub struct Prepared {
 }
 
 impl Injector {
-    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Injector {
+    pub fn from_config(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        learned: Arc<csp::LearnedOrigins>,
+    ) -> Injector {
         let i = &config.inject;
-        let tag = format!(
-            "<script src=\"{}\" data-tccc-loader defer></script>",
-            html_attr(&i.loader_path)
-        );
         Injector {
-            tag: Arc::from(tag),
+            loader_src: Arc::from(html_attr(&i.loader_path)),
+            loader_path: i.loader_path.clone(),
+            csp_mode: match i.csp.as_deref() {
+                Some("report-only") => CspMode::ReportOnly,
+                Some("off") => CspMode::Off,
+                _ => CspMode::Rewrite,
+            },
+            sdk_origins: i.sdk_origins.clone(),
+            learned,
             position: match i.position.as_deref() {
                 Some("body") => rewrite::Position::Body,
                 _ => rewrite::Position::Head,
@@ -91,7 +118,12 @@ impl Injector {
     }
 
     /// The response side: the upstream's answer, rewritten when it is an eligible page.
-    pub fn respond(&self, prepared: Prepared, resp: Response<Incoming>) -> Response<Body> {
+    pub fn respond(
+        &self,
+        prepared: Prepared,
+        resp: Response<Incoming>,
+        public_origin: impl FnOnce() -> String,
+    ) -> Response<Body> {
         let accepted = match prepared.plan {
             Ok(a) => a,
             Err(reason) => {
@@ -155,14 +187,138 @@ impl Injector {
             }
         }
         add_vary_accept_encoding(h);
-        let rewriter = rewrite::Rewriter::new(self.tag.clone(), self.position, encoding);
+        let page = Arc::new(self.page_csp(h, public_origin));
+        let rewriter = rewrite::Rewriter::new(page, self.position, encoding);
         let body = body::InjectBody::new(body, decoder, rewriter, encoder, self.metrics.clone());
         Response::from_parts(parts, body.boxed())
+    }
+
+    /// Adjusts the response's CSP and Permissions-Policy for the loader; returns what the
+    /// rewriter needs (the nonce, and the sources for `<meta>` policies).
+    fn page_csp(
+        &self,
+        h: &mut HeaderMap,
+        public_origin: impl FnOnce() -> String,
+    ) -> rewrite::PageInjection {
+        for name in [PERMISSIONS_POLICY, FEATURE_POLICY] {
+            let legacy = name == FEATURE_POLICY;
+            let values: Vec<HeaderValue> = h.get_all(&name).iter().cloned().collect();
+            if values.is_empty() {
+                continue;
+            }
+            let fixed: Vec<HeaderValue> = values
+                .iter()
+                .map(|v| {
+                    let s = v.to_str().unwrap_or("");
+                    let new = if legacy {
+                        csp::allow_microphone_legacy(s)
+                    } else {
+                        csp::allow_microphone(s)
+                    };
+                    new.and_then(|n| HeaderValue::from_str(&n).ok())
+                        .unwrap_or_else(|| v.clone())
+                })
+                .collect();
+            h.remove(&name);
+            for v in fixed {
+                h.append(&name, v);
+            }
+        }
+        let mut page = rewrite::PageInjection::plain(self.loader_src.clone());
+        if self.csp_mode == CspMode::Off {
+            return page;
+        }
+        let sources = csp::Sources::new(
+            format!("{}{}", public_origin(), self.loader_path),
+            self.sdk_origins.as_ref(),
+            &self.learned,
+        );
+        let read = |h: &HeaderMap, n: &header::HeaderName| -> Vec<String> {
+            h.get_all(n)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::to_string)
+                .collect()
+        };
+        let enforced = read(h, &header::CONTENT_SECURITY_POLICY);
+        let report_only = read(h, &header::CONTENT_SECURITY_POLICY_REPORT_ONLY);
+        if !enforced.is_empty() || !report_only.is_empty() {
+            let all: Vec<String> = enforced.iter().chain(report_only.iter()).cloned().collect();
+            let plan = csp::plan_headers(&all, csp::new_nonce);
+            let rewrite = |v: &String| {
+                HeaderValue::from_str(&csp::rewrite_value(v, &sources, plan.nonce.as_deref())).ok()
+            };
+            match self.csp_mode {
+                CspMode::Rewrite => {
+                    for (name, values) in [
+                        (header::CONTENT_SECURITY_POLICY, &enforced),
+                        (header::CONTENT_SECURITY_POLICY_REPORT_ONLY, &report_only),
+                    ] {
+                        if values.is_empty() {
+                            continue;
+                        }
+                        let new: Vec<HeaderValue> = values.iter().filter_map(rewrite).collect();
+                        if new.len() == values.len() {
+                            h.remove(&name);
+                            for v in new {
+                                h.append(&name, v);
+                            }
+                        }
+                    }
+                }
+                CspMode::ReportOnly => {
+                    for v in enforced.iter().filter_map(rewrite) {
+                        h.append(header::CONTENT_SECURITY_POLICY_REPORT_ONLY, v);
+                    }
+                }
+                CspMode::Off => {}
+            }
+            if plan.fresh_nonce {
+                make_private(h);
+            }
+            *page.nonce.get_mut().unwrap_or_else(|p| p.into_inner()) = plan.nonce;
+        }
+        page.csp = Some(sources);
+        page
     }
 
     fn skipped(&self, reason: &'static str) {
         self.metrics.injection_skipped(reason);
         tracing::debug!(reason, "page not rewritten");
+    }
+}
+
+const PERMISSIONS_POLICY: header::HeaderName =
+    header::HeaderName::from_static("permissions-policy");
+const FEATURE_POLICY: header::HeaderName = header::HeaderName::from_static("feature-policy");
+
+/// A response whose CSP now names a nonce made for it must not be served to anyone else from
+/// a shared cache: `public` becomes `private`, and `private` is added when absent.
+fn make_private(h: &mut HeaderMap) {
+    let current: Vec<String> = h
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|d| d.trim().to_string())
+        .filter(|d| !d.is_empty())
+        .collect();
+    if current
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case("no-store") || d.eq_ignore_ascii_case("private"))
+    {
+        return;
+    }
+    let mut kept: Vec<String> = current
+        .into_iter()
+        .filter(|d| {
+            let l = d.to_ascii_lowercase();
+            l != "public" && !l.starts_with("s-maxage")
+        })
+        .collect();
+    kept.insert(0, "private".into());
+    if let Ok(v) = HeaderValue::from_str(&kept.join(", ")) {
+        h.insert(header::CACHE_CONTROL, v);
     }
 }
 

@@ -9,6 +9,7 @@
 //! sidecar in a chain) means nothing is added. Bytes outside the added tag are passed
 //! through unchanged, whatever the page's charset.
 
+use super::csp;
 use lol_html::html_content::{ContentType, DocumentEnd, Element, EndTag};
 use lol_html::send::{HtmlRewriter, Settings};
 use lol_html::{element, end, end_tag, AsciiCompatibleEncoding, MemorySettings, OutputSink};
@@ -18,6 +19,56 @@ use std::sync::{Arc, Mutex};
 /// The most lol_html may buffer for one token (a huge attribute, an unclosed comment); past
 /// it the rest of the page passes through untouched rather than failing.
 const MAX_PARSER_MEMORY: usize = 1024 * 1024;
+
+/// What one page gets: the loader's `src`, the nonce its CSP needs (the response head may
+/// have chosen it, or a `<meta>` policy before the tag may), and the sources a `<meta>` CSP
+/// must allow (`None`: leave meta policies alone).
+pub struct PageInjection {
+    /// The loader path, already escaped for an attribute value.
+    pub loader_src: Arc<str>,
+    pub nonce: Mutex<Option<String>>,
+    pub csp: Option<csp::Sources>,
+}
+
+impl PageInjection {
+    pub fn plain(loader_src: Arc<str>) -> PageInjection {
+        PageInjection {
+            loader_src,
+            nonce: Mutex::new(None),
+            csp: None,
+        }
+    }
+
+    /// The contract's tag, with the nonce when there is one.
+    pub fn tag(&self) -> String {
+        let nonce = self.nonce.lock().unwrap_or_else(|p| p.into_inner());
+        match nonce.as_deref() {
+            Some(n) => format!(
+                "<script src=\"{}\" nonce=\"{n}\" data-tccc-loader defer></script>",
+                self.loader_src
+            ),
+            None => format!(
+                "<script src=\"{}\" data-tccc-loader defer></script>",
+                self.loader_src
+            ),
+        }
+    }
+
+    /// Rewrites a `<meta http-equiv="Content-Security-Policy">` element's policy.
+    fn meta(&self, el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>) {
+        let Some(sources) = &self.csp else { return };
+        let is_csp = el
+            .get_attribute("http-equiv")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("content-security-policy"));
+        let Some(content) = el.get_attribute("content").filter(|_| is_csp) else {
+            return;
+        };
+        let mut slot = self.nonce.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(new) = csp::rewrite_meta(&content, sources, &mut slot) {
+            let _ = el.set_attribute("content", &new);
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
@@ -62,7 +113,11 @@ fn claim(f: &Flags) -> bool {
 
 impl Rewriter {
     /// A rewriter for a page in `encoding` (ASCII-compatible; the caller skips others).
-    pub fn new(tag: Arc<str>, position: Position, encoding: AsciiCompatibleEncoding) -> Rewriter {
+    pub fn new(
+        tag: Arc<PageInjection>,
+        position: Position,
+        encoding: AsciiCompatibleEncoding,
+    ) -> Rewriter {
         let out = Arc::new(Mutex::new(Vec::new()));
         let done = Arc::new(Flags::default());
         let mut settings = Settings::new_send()
@@ -73,6 +128,16 @@ impl Rewriter {
                     .with_max_allowed_memory_usage(MAX_PARSER_MEMORY)
                     .with_graceful_bail_out_on_memory_limit_exceeded(true),
             );
+        if tag.csp.is_some() {
+            let t = tag.clone();
+            settings = settings.append_element_content_handler(element!(
+                "meta[http-equiv]",
+                move |el: &mut Element<'_, '_, _>| {
+                    t.meta(el);
+                    Ok(())
+                }
+            ));
+        }
         {
             // A page that already has the loader (a sidecar in front of this one) gets no second.
             let d = done.clone();
@@ -96,7 +161,7 @@ impl Rewriter {
                         let (d2, t2) = (d.clone(), t.clone());
                         el.on_end_tag(end_tag!(move |end: &mut EndTag<'_>| {
                             if claim(&d2) {
-                                end.before(&t2, ContentType::Html);
+                                end.before(&t2.tag(), ContentType::Html);
                             }
                             Ok(())
                         }))?;
@@ -109,7 +174,7 @@ impl Rewriter {
                         name,
                         move |el: &mut Element<'_, '_, _>| {
                             if claim(&d) {
-                                el.before(&t, ContentType::Html);
+                                el.before(&t.tag(), ContentType::Html);
                             }
                             Ok(())
                         }
@@ -127,7 +192,7 @@ impl Rewriter {
                         let (d2, t2) = (d.clone(), t.clone());
                         el.on_end_tag(end_tag!(move |end: &mut EndTag<'_>| {
                             if claim(&d2) {
-                                end.before(&t2, ContentType::Html);
+                                end.before(&t2.tag(), ContentType::Html);
                             }
                             Ok(())
                         }))?;
@@ -141,7 +206,7 @@ impl Rewriter {
             settings =
                 settings.append_document_content_handler(end!(move |end: &mut DocumentEnd<'_>| {
                     if claim(&d) {
-                        end.append(&t, ContentType::Html);
+                        end.append(&t.tag(), ContentType::Html);
                     }
                     Ok(())
                 }));
@@ -216,7 +281,7 @@ mod tests {
         enc: &'static encoding_rs::Encoding,
     ) -> Vec<u8> {
         let mut r = Rewriter::new(
-            Arc::from(TAG),
+            Arc::new(PageInjection::plain(Arc::from("/__tccc/loader.js"))),
             Position::Head,
             AsciiCompatibleEncoding::new(enc).unwrap(),
         );

@@ -37,6 +37,8 @@ pub struct LoginService {
     limits: Arc<Limits>,
     ccc: Option<CccClient>,
     credentials: Option<Arc<CredentialStore>>,
+    /// Where SdkURLs point, for the CSP of injected pages.
+    learned: Arc<crate::inject::csp::LearnedOrigins>,
     metrics: Arc<Metrics>,
 }
 
@@ -51,7 +53,11 @@ pub struct LoginRequest<'a> {
 
 impl LoginService {
     /// Builds identity, seats, limits and the CCC client; errors name the key.
-    pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<LoginService, String> {
+    pub fn from_config(
+        config: &Config,
+        metrics: Arc<Metrics>,
+        learned: Arc<crate::inject::csp::LearnedOrigins>,
+    ) -> Result<LoginService, String> {
         let identity = Identity::from_config(config, metrics.clone())?;
         let seats = Seats::load(
             config.seats.file.clone(),
@@ -90,6 +96,7 @@ impl LoginService {
             limits,
             ccc,
             credentials,
+            learned,
             metrics,
         })
     }
@@ -233,13 +240,16 @@ impl LoginService {
             .ccc_duration
             .observe(sent.elapsed().as_secs_f64());
         match result {
-            Ok(t) => Answer {
-                status: StatusCode::OK,
-                body: serde_json::json!({ "SdkURL": t.sdk_url, "ExpiredTime": t.expired_time }),
-                retry_after: None,
-                outcome: "ok",
-                request_id: t.request_id,
-            },
+            Ok(t) => {
+                self.learned.note(&t.sdk_url);
+                Answer {
+                    status: StatusCode::OK,
+                    body: serde_json::json!({ "SdkURL": t.sdk_url, "ExpiredTime": t.expired_time }),
+                    retry_after: None,
+                    outcome: "ok",
+                    request_id: t.request_id,
+                }
+            }
             Err(e) => ccc_failure(e),
         }
     }

@@ -188,7 +188,9 @@ async fn forward(
     }
 
     downstream_response(state, &host, resp.headers_mut());
-    Ok(state.inject.respond(prepared, resp))
+    Ok(state
+        .inject
+        .respond(prepared, resp, || state.public_origin_for(&host)))
 }
 
 fn bad_upgrade() -> Reject {

@@ -762,3 +762,214 @@ async fn the_served_loader_is_plain_es5() {
         panic!("the loader is not ES5: {e}");
     }
 }
+
+/// An upstream page with the given CSP header (and optional extra header), body `page`.
+async fn csp_upstream(
+    csp: &'static str,
+    extra: Option<(&'static str, &'static str)>,
+    page: &'static str,
+) -> Upstream {
+    Upstream::start(handler(move |_s: Seen| async move {
+        let mut b = Response::builder()
+            .header("content-type", "text/html")
+            .header("cache-control", "public, max-age=60, s-maxage=600");
+        if !csp.is_empty() {
+            b = b.header("content-security-policy", csp);
+        }
+        if let Some((k, v)) = extra {
+            b = b.header(k, v);
+        }
+        b.body(full(page)).unwrap()
+    }))
+    .await
+}
+
+fn tag_nonce(html: &str) -> Option<String> {
+    let start = html.find("<script src=\"/__tccc/loader.js\"")?;
+    let tag = &html[start..start + html[start..].find('>')?];
+    let n = tag.split("nonce=\"").nth(1)?;
+    Some(n[..n.find('"')?].to_string())
+}
+
+#[tokio::test]
+async fn a_strict_nonce_policy_keeps_its_nonce_and_the_loader_carries_it() {
+    let up = csp_upstream(
+        "script-src 'nonce-pAg3n0nce' 'strict-dynamic'; default-src 'self'",
+        None,
+        "<html><head><script nonce=\"pAg3n0nce\">var ok=1;</script></head><body></body></html>",
+    )
+    .await;
+    let side = Sidecar::start(&up.url(), "", "").await;
+    let mut c = side.h2().await;
+    let (parts, body) = read(c.send(nav("/", None)).await.unwrap()).await;
+    let html = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(tag_nonce(&html).as_deref(), Some("pAg3n0nce"), "{html}");
+    let csp = parts.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.starts_with("script-src 'nonce-pAg3n0nce' 'strict-dynamic'; default-src 'self'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert!(
+        csp.contains("connect-src 'self' https://*.tccc.qcloud.com"),
+        "{csp}"
+    );
+    // The page's nonce was reused: the answer may still be cached as before.
+    assert_eq!(
+        parts.headers["cache-control"],
+        "public, max-age=60, s-maxage=600"
+    );
+}
+
+#[tokio::test]
+async fn a_host_list_policy_gets_a_fresh_nonce_and_the_answer_turns_private() {
+    let up = csp_upstream("default-src 'self'", None, PAGE).await;
+    let side = Sidecar::start(&up.url(), "", "").await;
+    let mut c = side.h1().await;
+    let (parts, body) = read(c.send(nav("/", None)).await.unwrap()).await;
+    let html = String::from_utf8(body.to_vec()).unwrap();
+    let nonce = tag_nonce(&html).expect("a nonce on the tag");
+    assert!(nonce.len() >= 22, "128 bits: {nonce}");
+    let csp = parts.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains(&format!("script-src 'self' 'nonce-{nonce}'")),
+        "{csp}"
+    );
+    assert_eq!(parts.headers["cache-control"], "private, max-age=60");
+    // A second request gets another nonce.
+    let (_, body2) = read(c.send(nav("/", None)).await.unwrap()).await;
+    assert_ne!(
+        tag_nonce(std::str::from_utf8(&body2).unwrap()).unwrap(),
+        nonce
+    );
+}
+
+#[tokio::test]
+async fn an_unsafe_inline_policy_gets_no_nonce_so_its_inline_scripts_still_run() {
+    let up = csp_upstream(
+        "script-src 'unsafe-inline' https://cdn.crm.example",
+        None,
+        "<html><head><script>legacy()</script></head><body onload=\"init()\"></body></html>",
+    )
+    .await;
+    let side = Sidecar::start(&up.url(), "", "").await;
+    let mut c = side.h1().await;
+    let (parts, body) = read(c.send(nav("/", None)).await.unwrap()).await;
+    let html = String::from_utf8(body.to_vec()).unwrap();
+    assert_eq!(
+        tag_nonce(&html),
+        None,
+        "a nonce would switch 'unsafe-inline' off"
+    );
+    let csp = parts.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.starts_with("script-src 'unsafe-inline' https://cdn.crm.example https://localhost/__tccc/loader.js "),
+        "{csp}"
+    );
+    assert!(!csp.contains("nonce"));
+    assert_eq!(
+        parts.headers["cache-control"],
+        "public, max-age=60, s-maxage=600"
+    );
+}
+
+#[tokio::test]
+async fn meta_policies_are_rewritten_with_the_same_nonce_as_the_tag() {
+    let up = csp_upstream(
+        "",
+        None,
+        "<html><head><meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self'\"><title>t</title></head><body></body></html>",
+    )
+    .await;
+    let side = Sidecar::start(&up.url(), "", "").await;
+    let mut c = side.h1().await;
+    let (parts, body) = read(c.send(nav("/", None)).await.unwrap()).await;
+    let html = String::from_utf8(body.to_vec()).unwrap();
+    let nonce = tag_nonce(&html).expect("the meta policy needed a nonce");
+    assert!(
+        html.contains(&format!("content=\"script-src 'self' 'nonce-{nonce}' ")),
+        "{html}"
+    );
+    assert!(
+        parts.headers.get("content-security-policy").is_none(),
+        "no header policy is invented"
+    );
+}
+
+#[tokio::test]
+async fn pages_without_a_policy_get_none_and_the_microphone_is_never_blocked() {
+    let up = csp_upstream(
+        "",
+        Some(("permissions-policy", "camera=(), microphone=()")),
+        PAGE,
+    )
+    .await;
+    let side = Sidecar::start(&up.url(), "", "").await;
+    let mut c = side.h1().await;
+    let (parts, body) = read(c.send(nav("/", None)).await.unwrap()).await;
+    assert_eq!(String::from_utf8(body.to_vec()).unwrap(), injected(PAGE));
+    assert!(parts.headers.get("content-security-policy").is_none());
+    assert!(parts
+        .headers
+        .get("content-security-policy-report-only")
+        .is_none());
+    assert_eq!(
+        parts.headers["permissions-policy"],
+        "camera=(), microphone=(self)"
+    );
+}
+
+#[tokio::test]
+async fn the_report_only_canary_leaves_the_enforced_policy_alone() {
+    let up = csp_upstream("default-src 'self'; report-uri /csp", None, PAGE).await;
+    let side = Sidecar::start(&up.url(), "", "\n[inject]\ncsp = \"report-only\"\n").await;
+    let mut c = side.h1().await;
+    let (parts, body) = read(c.send(nav("/", None)).await.unwrap()).await;
+    assert_eq!(
+        parts.headers["content-security-policy"],
+        "default-src 'self'; report-uri /csp"
+    );
+    let ro = parts.headers["content-security-policy-report-only"]
+        .to_str()
+        .unwrap();
+    let nonce = tag_nonce(std::str::from_utf8(&body).unwrap()).unwrap();
+    assert!(ro.contains(&format!("'nonce-{nonce}'")), "{ro}");
+    assert!(ro.contains("report-uri /csp"));
+}
+
+#[tokio::test]
+async fn the_sdk_origin_learned_from_a_login_is_allowed_in_later_pages() {
+    use crate::login_common::*;
+    let page = "<html><head></head><body></body></html>";
+    let crm = handler(move |_s: Seen| async move {
+        Response::builder()
+            .header("content-type", "text/html")
+            .header(
+                "content-security-policy",
+                "script-src 'self' 'unsafe-inline'; connect-src 'self'",
+            )
+            .body(full(page))
+            .unwrap()
+    });
+    let env = Env::start(Opts {
+        crm: Some(crm),
+        ..Opts::default()
+    })
+    .await;
+    let mut c = env.side.h1().await;
+    let (parts, _) = read(c.send(nav("/", None)).await.unwrap()).await;
+    let before = parts.headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(!before.contains("https://127.0.0.1:9"), "{before}");
+    let (s, _, v) = login(&mut c, &[("x-remote-user", "alice")]).await;
+    assert_token(s, &v);
+    let (parts, _) = read(c.send(nav("/", None)).await.unwrap()).await;
+    let after = parts.headers["content-security-policy"].to_str().unwrap();
+    assert!(after.contains("script-src 'self' 'unsafe-inline' https://29294-22989-29805-29810.cdn-go.cn https://127.0.0.1:9"), "{after}");
+    assert!(
+        after.contains("wss://127.0.0.1:9"),
+        "the SDK's WebSocket: {after}"
+    );
+}
