@@ -10,6 +10,8 @@ command -v bc >/dev/null 2>&1 || need_apt+=(bc)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3 python3-pip)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# Headless Chromium for the browser tests (tests/integration/browser.rs).
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}"
   apt-get update -qq && apt-get install -y -qq "${need_apt[@]}"

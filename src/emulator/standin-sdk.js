@@ -141,8 +141,12 @@
   window.tccc = tccc;
 
   if (CONFIG.state !== "fresh") {
-    // The real SDK reports a stale or used token asynchronously, after the script ran.
-    setTimeout(function () { emit(EVENTS.tokenExpired, { reason: CONFIG.state }); }, 300);
+    // The real SDK reports a stale or used token asynchronously, after the script ran; the
+    // documented answer is a fresh token and a new initialisation, which is then allowed.
+    setTimeout(function () {
+      window.__tcccStandInInitialised = false;
+      emit(EVENTS.tokenExpired, { reason: CONFIG.state });
+    }, 300);
     return;
   }
   var started = Date.now();

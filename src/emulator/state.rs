@@ -46,6 +46,7 @@ struct Inner {
     answers: BTreeMap<String, u64>,
     faults: HashMap<String, &'static str>,
     delay: Duration,
+    stale_next: u32,
 }
 
 pub struct Emulator {
@@ -132,6 +133,12 @@ impl Emulator {
         self.lock().faults.get(seat).copied()
     }
 
+    /// Issues the next `n` tokens already used, so that the SDK reports `tokenExpired` for
+    /// them: for tests of what a page does when its token went stale before it was used.
+    pub fn stale_next_tokens(&self, n: u32) {
+        self.lock().stale_next = n;
+    }
+
     /// Delays every API answer by `d`, as a slow or distant service would.
     pub fn set_delay(&self, d: Duration) {
         self.lock().delay = d;
@@ -150,12 +157,14 @@ impl Emulator {
         let token = hex::encode(rand::random::<[u8; 16]>());
         let expires = self.now() + 600;
         let mut g = self.lock();
+        let stale = g.stale_next > 0;
+        g.stale_next = g.stale_next.saturating_sub(1);
         g.tokens.insert(
             token.clone(),
             IssuedToken {
                 seat: seat.to_string(),
                 expires,
-                used: false,
+                used: stale,
             },
         );
         g.seats.entry(seat.to_string()).or_default().tokens_issued += 1;

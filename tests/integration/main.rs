@@ -5,6 +5,7 @@ mod common;
 
 mod admin;
 mod bodies_and_streams;
+mod browser;
 mod ccc;
 mod cli;
 mod errors;

@@ -1,0 +1,418 @@
+//! The whole product in a real browser: headless Chromium (Debian's `chromium`, driven over
+//! CDP with chromiumoxide) in front of the sidecar, a CRM stand-in and the CCC emulator with
+//! its stand-in Web SDK on an HTTPS origin of its own. Each scenario gets its own sidecar
+//! (its own origin, so storage and Web Locks never leak between scenarios) and checks what an
+//! agent would see: `data-tccc-state`, the call-center button at the bottom right, no CSP
+//! violation (collected by a `securitypolicyviolation` listener installed before any page
+//! script runs, proven by a positive control), and what the emulator counted.
+//!
+//! One test function runs every scenario with one browser, so that CI starts Chromium once.
+
+use crate::common::*;
+use bytes::Bytes;
+use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::cdp::browser_protocol::network::CookieParam;
+use chromiumoxide::Page;
+use futures_util::StreamExt;
+use http::Response;
+use serde_json::{json, Value};
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tccc_sidecar::emulator::{Emulator, EmulatorConfig};
+
+const BROWSER_WAIT: Duration = Duration::from_secs(20);
+const COLLECT_VIOLATIONS: &str = "window.__csp = []; window.__errors = []; document.addEventListener('securitypolicyviolation', function (e) { window.__csp.push(e.violatedDirective + ' ' + e.blockedURI); }); window.addEventListener('tccc:error', function (e) { window.__errors.push(JSON.stringify(e.detail)); });";
+
+struct World {
+    side: Sidecar,
+    em: Arc<Emulator>,
+    _crm: Upstream,
+    _dir: TempDir,
+}
+
+fn gzip(b: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+    e.write_all(b).unwrap();
+    e.finish().unwrap()
+}
+
+fn brotli(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut w = ::brotli::CompressorWriter::new(&mut out, 4096, 5, 22);
+        w.write_all(b).unwrap();
+    }
+    out
+}
+
+const BASIC: &str = "<!doctype html><html><head><meta charset=\"utf-8\"><title>CRM</title></head><body><h1>Customers</h1><a href=\"tel:+862155550101\">call</a></body></html>";
+
+/// The CRM stand-in's pages: (content-type, extra headers, body).
+fn page(path: &str) -> (String, Vec<(&'static str, String)>, Vec<u8>) {
+    let html = "text/html; charset=utf-8".to_string();
+    match path {
+        "/gzip" => (html, vec![("content-encoding", "gzip".into())], gzip(BASIC.as_bytes())),
+        "/br" => (html, vec![("content-encoding", "br".into())], brotli(BASIC.as_bytes())),
+        "/strict" => (
+            html,
+            vec![(
+                "content-security-policy",
+                "script-src 'nonce-Pg9n0nce' 'strict-dynamic'; default-src 'self'".into(),
+            )],
+            b"<!doctype html><html><head><script nonce=\"Pg9n0nce\">window.pageRan = 1;</script></head><body><p>strict</p></body></html>".to_vec(),
+        ),
+        "/unsafe-inline" => (
+            html,
+            vec![(
+                "content-security-policy",
+                "script-src 'self' 'unsafe-inline'; connect-src 'self'; default-src 'self'".into(),
+            )],
+            b"<!doctype html><html><head><script>window.inlineRan = 1;</script></head><body onload=\"window.onloadRan = 1\"><p>legacy</p></body></html>".to_vec(),
+        ),
+        "/violating" => (
+            html,
+            vec![("content-security-policy", "script-src 'nonce-abc' 'strict-dynamic'; default-src 'self'".into())],
+            b"<!doctype html><html><head><script>window.shouldNotRun = 1;</script></head><body></body></html>".to_vec(),
+        ),
+        "/gbk" => {
+            let (bytes, _, _) = encoding_rs::GBK.encode(
+                "<!doctype html><html><head><title>客服工作台</title></head><body><p>电话客服</p></body></html>",
+            );
+            ("text/html; charset=gbk".into(), vec![], bytes.into_owned())
+        }
+        "/nohead" => (html, vec![], b"<html><body><p>no head at all</p></body></html>".to_vec()),
+        "/frameset" => (
+            html,
+            vec![],
+            b"<html><head><title>OA</title></head><frameset cols=\"30%,70%\"><frame name=\"nav\" src=\"/frame-nav\"><frame name=\"main\" src=\"/frame-main\"></frameset></html>".to_vec(),
+        ),
+        _ => (html, vec![], BASIC.as_bytes().to_vec()),
+    }
+}
+
+async fn world(extra_inject: &str) -> World {
+    let certs = tccc_sidecar::devcert::generate(&["127.0.0.1".to_string()]).unwrap();
+    let tls = Arc::new(
+        tccc_sidecar::tls::simple_server_config(&certs.leaf_cert_pem, &certs.leaf_key_pem).unwrap(),
+    );
+    let sdk_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sdk_origin = format!("https://{}", sdk_listener.local_addr().unwrap());
+    let (em_addr, em) = start_emulator_api(EmulatorConfig {
+        sdk_app_id: 1400000000,
+        secret_id: "AKIDbrowser".into(),
+        secret_key: "browser-secret".into(),
+        session_token: None,
+        seats: vec!["alice@seat.example".into(), "bob@seat.example".into()],
+        clock: None,
+        rate_limit: 0,
+        sdk_origin: sdk_origin.clone(),
+    })
+    .await;
+    tokio::spawn(tccc_sidecar::emulator::sdk::serve_sdk(
+        sdk_listener,
+        tls,
+        em.clone(),
+        std::future::pending(),
+    ));
+    let crm = Upstream::start(handler(|s: Seen| async move {
+        if s.uri.path() == "/api/whoami" {
+            // The CRM's own idea of who is logged in: cookie sid=s-<user>.
+            let user = s
+                .headers
+                .get("cookie")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|c| c.split(';').find_map(|p| p.trim().strip_prefix("sid=s-")))
+                .map(str::to_string);
+            return match user {
+                Some(u) => Response::builder()
+                    .header("content-type", "application/json")
+                    .body(full(format!("{{\"id\":\"{u}\"}}")))
+                    .unwrap(),
+                None => Response::builder()
+                    .status(302)
+                    .header("location", "/login")
+                    .body(empty())
+                    .unwrap(),
+            };
+        }
+        let (ct, headers, body) = page(s.uri.path());
+        let mut b = Response::builder().header("content-type", ct);
+        for (k, v) in headers {
+            b = b.header(k, v);
+        }
+        b.body(full(Bytes::from(body))).unwrap()
+    }))
+    .await;
+    let dir = TempDir::new("browser");
+    std::fs::write(dir.path("sid"), "AKIDbrowser").unwrap();
+    std::fs::write(dir.path("skey"), "browser-secret").unwrap();
+    std::fs::write(
+        dir.path("seats.toml"),
+        "alice = \"alice@seat.example\"\nbob = \"bob@seat.example\"\n",
+    )
+    .unwrap();
+    let wss = sdk_origin.replacen("https://", "wss://", 1);
+    let extra = format!(
+        "\n[tccc]\nsdk_app_id = 1400000000\nendpoint = \"http://{em_addr}\"\nsecret_id_file = \"{}\"\nsecret_key_file = \"{}\"\n\n\
+         [login]\nper_user_rate = \"1000/min\"\nper_client_rate = \"1000/min\"\n\n\
+         [identity]\nmode = \"introspect\"\nurl = \"/api/whoami\"\ncookies = [\"sid\"]\nuser_pointer = \"/id\"\n\n\
+         [seats]\nfile = \"{}\"\n\n\
+         [inject]\n{extra_inject}\n\n\
+         [inject.sdk_origins]\nscript-src = [\"{sdk_origin}\"]\nconnect-src = [\"{sdk_origin}\", \"{wss}\"]\nmedia-src = [\"{sdk_origin}\"]\n",
+        dir.path("sid").display(),
+        dir.path("skey").display(),
+        dir.path("seats.toml").display(),
+    );
+    let side = Sidecar::start(&crm.url(), "", &extra).await;
+    World {
+        side,
+        em,
+        _crm: crm,
+        _dir: dir,
+    }
+}
+
+impl World {
+    fn url(&self, path: &str) -> String {
+        format!("https://127.0.0.1:{}{path}", self.side.addr.port())
+    }
+
+    fn seat(&self, seat: &str) -> Value {
+        let v: Value = serde_json::from_str(&self.em.stats_json()).unwrap();
+        v["seats"][seat].clone()
+    }
+}
+
+/// Opens `path` as `user` (logged in to the CRM: its session cookie) in a new tab.
+async fn open(browser: &Browser, w: &World, path: &str, user: &str) -> Page {
+    let page = browser.new_page("about:blank").await.unwrap();
+    let mut cookie = CookieParam::new("sid", format!("s-{user}"));
+    cookie.url = Some(w.url("/"));
+    page.set_cookie(cookie).await.unwrap();
+    page.evaluate_on_new_document(COLLECT_VIOLATIONS)
+        .await
+        .unwrap();
+    page.goto(w.url(path)).await.unwrap();
+    page
+}
+
+async fn eval(page: &Page, js: &str) -> Value {
+    page.evaluate(js)
+        .await
+        .unwrap_or_else(|e| panic!("evaluating {js}: {e}"))
+        .into_value::<Value>()
+        .unwrap_or(Value::Null)
+}
+
+/// Waits until `js` evaluates to `want`; returns the last value on timeout (the caller asserts).
+async fn wait_for(page: &Page, js: &str, want: &Value) -> Value {
+    let deadline = Instant::now() + BROWSER_WAIT;
+    loop {
+        let v = eval(page, js).await;
+        if &v == want || Instant::now() > deadline {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const STATE: &str = "document.documentElement.getAttribute('data-tccc-state')";
+const BUTTON: &str = "(function(){var b=document.getElementById('tccc-standin-button');if(!b)return null;var r=b.getBoundingClientRect();var s=getComputedStyle(b);return {right:innerWidth-r.right,bottom:innerHeight-r.bottom,visible:s.display!=='none'&&s.visibility!=='hidden'&&r.width>0}})()";
+
+async fn assert_ready_with_button(page: &Page, what: &str) {
+    let state = wait_for(page, STATE, &json!("ready")).await;
+    let violations = eval(page, "window.__csp").await;
+    let errors = eval(page, "window.__errors").await;
+    assert_eq!(
+        state,
+        json!("ready"),
+        "{what}: state (CSP violations: {violations}; tccc:error: {errors})"
+    );
+    let b = eval(page, BUTTON).await;
+    assert_eq!(b["visible"], json!(true), "{what}: button {b}");
+    assert!(
+        b["right"].as_f64().unwrap() < 60.0 && b["bottom"].as_f64().unwrap() < 60.0,
+        "{what}: button at the bottom right {b}"
+    );
+    assert_eq!(violations, json!([]), "{what}: CSP violations");
+}
+
+fn chromium() -> BrowserConfig {
+    let profile = std::env::temp_dir().join(format!("tccc-chromium-{}", std::process::id()));
+    BrowserConfig::builder()
+        .chrome_executable("/usr/bin/chromium")
+        .new_headless_mode()
+        .no_sandbox()
+        .user_data_dir(&profile)
+        .arg("--ignore-certificate-errors")
+        .arg("--disable-gpu")
+        .arg("--use-fake-ui-for-media-stream")
+        .arg("--use-fake-device-for-media-stream")
+        .launch_timeout(Duration::from_secs(30))
+        .request_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_workbench_appears_in_a_real_browser_in_every_kind_of_page() {
+    let (mut browser, mut handler) = Browser::launch(chromium())
+        .await
+        .expect("chromium (scripts/test.sh installs Debian's package)");
+    let driver = tokio::spawn(async move { while handler.next().await.is_some() {} });
+
+    // Plain, compressed, CSP, charset and markup variants: each reaches `ready` with the
+    // button and without a violation.
+    for (path, what) in [
+        ("/plain", "plain page"),
+        ("/gzip", "gzip page"),
+        ("/br", "brotli page"),
+        ("/strict", "strict nonce CSP"),
+        ("/unsafe-inline", "'unsafe-inline' CSP"),
+        ("/gbk", "GBK page"),
+        ("/nohead", "page without <head>"),
+    ] {
+        let w = world("").await;
+        let page = open(&browser, &w, path, "alice").await;
+        assert_ready_with_button(&page, what).await;
+        let s = w.seat("alice@seat.example");
+        assert_eq!(s["tokens_issued"], 1, "{what}: one token");
+        assert_eq!(s["websocket_connects"], 1, "{what}: one SDK");
+        match path {
+            "/strict" => assert_eq!(eval(&page, "window.pageRan").await, json!(1)),
+            "/unsafe-inline" => {
+                assert_eq!(
+                    eval(&page, "window.inlineRan").await,
+                    json!(1),
+                    "the page's inline script ran"
+                );
+                assert_eq!(
+                    eval(&page, "window.onloadRan").await,
+                    json!(1),
+                    "and its inline handler"
+                );
+            }
+            "/gbk" => {
+                assert_eq!(eval(&page, "document.characterSet").await, json!("GBK"));
+                assert_eq!(eval(&page, "document.title").await, json!("客服工作台"));
+            }
+            _ => {}
+        }
+        page.close().await.unwrap();
+    }
+
+    // Positive control: the violation detector does fire on a page that breaks its policy.
+    {
+        let w = world("").await;
+        let page = open(&browser, &w, "/violating", "alice").await;
+        let v = wait_for(&page, "window.__csp.length > 0", &json!(true)).await;
+        assert_eq!(v, json!(true), "the detector saw the page's own violation");
+        assert_eq!(eval(&page, "window.shouldNotRun").await, Value::Null);
+        assert_ready_with_button_except_violations(&page).await;
+        page.close().await.unwrap();
+    }
+
+    // A frameset: exactly one SDK in the tab, in the configured frame.
+    {
+        let w = world("frame_name = \"main\"").await;
+        let page = open(&browser, &w, "/frameset", "alice").await;
+        let js = "(function(){try{return Array.prototype.map.call(window.frames,function(f){return f.name+':'+f.document.documentElement.getAttribute('data-tccc-state')})}catch(e){return String(e)}})()";
+        let v = wait_for(&page, js, &json!(["nav:null", "main:ready"])).await;
+        assert_eq!(v, json!(["nav:null", "main:ready"]));
+        assert_eq!(
+            eval(&page, STATE).await,
+            Value::Null,
+            "the frameset document itself holds none"
+        );
+        assert_eq!(w.seat("alice@seat.example")["websocket_connects"], 1);
+        page.close().await.unwrap();
+    }
+
+    // An SPA that navigates with history.pushState keeps its one SDK.
+    {
+        let w = world("").await;
+        let page = open(&browser, &w, "/plain", "alice").await;
+        assert_ready_with_button(&page, "SPA start").await;
+        eval(&page, "history.pushState({}, '', '/spa/one'); history.pushState({}, '', '/spa/two'); dispatchEvent(new PopStateEvent('popstate')); location.pathname").await;
+        assert_eq!(eval(&page, "location.pathname").await, json!("/spa/two"));
+        assert_eq!(eval(&page, STATE).await, json!("ready"));
+        let s = w.seat("alice@seat.example");
+        assert_eq!(
+            (s["tokens_issued"].clone(), s["websocket_connects"].clone()),
+            (json!(1), json!(1))
+        );
+        page.close().await.unwrap();
+    }
+
+    // Two tabs of one user: one SDK; the second tab takes over when the first closes.
+    {
+        let w = world("").await;
+        let first = open(&browser, &w, "/plain", "alice").await;
+        assert_ready_with_button(&first, "first tab").await;
+        let second = open(&browser, &w, "/plain", "alice").await;
+        let v = wait_for(&second, STATE, &json!("elsewhere")).await;
+        assert_eq!(v, json!("elsewhere"));
+        assert_eq!(
+            eval(&second, "!!document.querySelector('[data-tccc-elsewhere]')").await,
+            json!(true),
+            "a way to reach the tab that has it"
+        );
+        assert_eq!(
+            w.seat("alice@seat.example")["websocket_connects"],
+            1,
+            "one WebSocket for two tabs"
+        );
+        first.close().await.unwrap();
+        assert_ready_with_button(&second, "second tab after the first closed").await;
+        let s = w.seat("alice@seat.example");
+        assert_eq!(s["websocket_connects"], 2);
+        assert_eq!(s["websocket_disconnects"], 1);
+        second.close().await.unwrap();
+    }
+
+    // A user with no seat: unauthorized, no button, and the next page does not ask again.
+    {
+        let w = world("").await;
+        let page = open(&browser, &w, "/plain", "zoe").await;
+        let v = wait_for(&page, STATE, &json!("unauthorized")).await;
+        assert_eq!(v, json!("unauthorized"));
+        assert_eq!(eval(&page, BUTTON).await, Value::Null);
+        page.goto(w.url("/other")).await.unwrap();
+        let v = wait_for(&page, STATE, &json!("unauthorized")).await;
+        assert_eq!(v, json!("unauthorized"));
+        let m = w.side.metrics();
+        assert_eq!(
+            metric(&m, "tccc_sidecar_login_requests_total{outcome=\"no_seat\"}"),
+            1.0,
+            "asked once"
+        );
+        page.close().await.unwrap();
+    }
+
+    // tokenExpired (verified against the stand-in SDK only): a stale first token is answered
+    // by one fresh URL and a new initialisation.
+    {
+        let w = world("").await;
+        w.em.stale_next_tokens(1);
+        let page = open(&browser, &w, "/plain", "alice").await;
+        assert_ready_with_button(&page, "after tokenExpired").await;
+        let s = w.seat("alice@seat.example");
+        assert_eq!(s["tokens_issued"], 2, "one fresh token after the stale one");
+        assert_eq!(s["websocket_connects"], 1);
+        page.close().await.unwrap();
+    }
+
+    let _ = browser.close().await;
+    let _ = browser.wait().await;
+    driver.abort();
+}
+
+/// The positive control's page still gets the workbench (its own inline script was blocked,
+/// not ours).
+async fn assert_ready_with_button_except_violations(page: &Page) {
+    let state = wait_for(page, STATE, &json!("ready")).await;
+    assert_eq!(state, json!("ready"));
+    let b = eval(page, BUTTON).await;
+    assert_eq!(b["visible"], json!(true));
+}
