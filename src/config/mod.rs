@@ -322,6 +322,9 @@ pub struct InjectConfig {
     /// Where the loader tag goes: "head" (end of `<head>`, the default) or "body" (end of `<body>`).
     #[serde(default)]
     pub position: Option<String>,
+    /// Path prefixes whose pages get the loader; empty means every path not excluded.
+    #[serde(default)]
+    pub include: Vec<String>,
     /// In a frameset, the name of the frame whose document holds the SDK.
     #[serde(default)]
     pub frame_name: Option<String>,
@@ -339,6 +342,7 @@ impl Default for InjectConfig {
             click_to_call: false,
             sdk_origins: None,
             position: None,
+            include: Vec::new(),
             frame_name: None,
             csp: None,
         }
@@ -697,6 +701,14 @@ impl Config {
                         "script-src takes exact https://host[:port] origins; connect-src and media-src take https:// or wss:// hosts (no *, no keywords)",
                     );
                 }
+            }
+        }
+        for (i, p) in self.inject.include.iter().enumerate() {
+            if !p.starts_with('/') {
+                return Err((
+                    format!("inject.include[{i}]"),
+                    "must be a path prefix starting with /".into(),
+                ));
             }
         }
         for (i, p) in self.inject.exclude.iter().enumerate() {

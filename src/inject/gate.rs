@@ -25,12 +25,19 @@ use http::{Method, StatusCode};
 const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
 const X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
 
+/// `inject.include` and `inject.exclude`: path prefixes.
+#[derive(Debug, Clone, Default)]
+pub struct PathRules {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
 /// Why a request cannot get the loader, or `None` when its answer may.
 pub fn request_skip(
     method: &Method,
     headers: &HeaderMap,
     path: &str,
-    exclude: &[String],
+    rules: &PathRules,
     upgrade: bool,
 ) -> Option<&'static str> {
     if method != Method::GET {
@@ -39,8 +46,11 @@ pub fn request_skip(
     if upgrade {
         return Some("upgrade");
     }
-    if exclude.iter().any(|p| path.starts_with(p.as_str())) {
+    if rules.exclude.iter().any(|p| path.starts_with(p.as_str())) {
         return Some("excluded");
+    }
+    if !rules.include.is_empty() && !rules.include.iter().any(|p| path.starts_with(p.as_str())) {
+        return Some("not_included");
     }
     if headers.contains_key(&X_REQUESTED_WITH) {
         return Some("xhr");
@@ -127,7 +137,10 @@ mod tests {
 
     #[test]
     fn request_table() {
-        let ex = vec!["/api/".to_string()];
+        let ex = PathRules {
+            include: vec![],
+            exclude: vec!["/api/".to_string()],
+        };
         let get = Method::GET;
         assert_eq!(request_skip(&get, &h(&[]), "/", &ex, false), None);
         for dest in ["document", "iframe", "frame"] {

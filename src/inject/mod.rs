@@ -31,7 +31,7 @@ pub struct Injector {
     loader_src: Arc<str>,
     loader_path: String,
     position: rewrite::Position,
-    exclude: Vec<String>,
+    paths: gate::PathRules,
     csp_mode: CspMode,
     sdk_origins: Option<std::collections::BTreeMap<String, Vec<String>>>,
     /// SdkURL origins seen by the login endpoint.
@@ -80,7 +80,10 @@ impl Injector {
                 Some("body") => rewrite::Position::Body,
                 _ => rewrite::Position::Head,
             },
-            exclude: i.exclude.clone(),
+            paths: gate::PathRules {
+                include: i.include.clone(),
+                exclude: i.exclude.clone(),
+            },
             loader: loader::Loader::new(&config.login.path, i.frame_name.as_deref()),
             metrics,
         }
@@ -95,7 +98,7 @@ impl Injector {
         upgrade: bool,
     ) -> Prepared {
         let navigation = gate::is_navigation(headers);
-        let plan = match gate::request_skip(method, headers, path, &self.exclude, upgrade) {
+        let plan = match gate::request_skip(method, headers, path, &self.paths, upgrade) {
             Some(reason) => Err(reason),
             None => {
                 let accepted = Accepted::from_headers(headers);

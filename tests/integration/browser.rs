@@ -280,6 +280,48 @@ async fn the_workbench_appears_in_a_real_browser_in_every_kind_of_page() {
         assert_eq!(s["tokens_issued"], 1, "{what}: one token");
         assert_eq!(s["websocket_connects"], 1, "{what}: one SDK");
         match path {
+            "/plain" => {
+                // The stand-in behaves as the Web SDK is documented: an outbound call shows in
+                // its panel and reaches the emulator, and a second initialisation throws.
+                eval(
+                    &page,
+                    "tccc.Call.startOutboundCall({phoneNumber: '+8613800000000'}); 1",
+                )
+                .await;
+                let rows = wait_for(
+                    &page,
+                    "document.querySelectorAll('.tccc-standin-call').length",
+                    &json!(1),
+                )
+                .await;
+                assert_eq!(rows, json!(1), "a visible call");
+                let text = eval(
+                    &page,
+                    "document.querySelector('.tccc-standin-call').textContent",
+                )
+                .await;
+                assert!(text.as_str().unwrap().contains("+8613800000000"), "{text}");
+                let deadline = Instant::now() + BROWSER_WAIT;
+                while w.seat("alice@seat.example")["calls_started"] != 1
+                    && Instant::now() < deadline
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                assert_eq!(w.seat("alice@seat.example")["calls_started"], 1);
+                eval(&page, "window.__second = null; window.addEventListener('error', function (e) { window.__second = e.message; }); var s = document.createElement('script'); s.crossOrigin = 'anonymous'; s.src = document.querySelector('script[crossorigin][src*=\"tccc-sdk.js\"]').src; document.head.appendChild(s); 1").await;
+                let msg = wait_for(
+                    &page,
+                    "window.__second && window.__second.indexOf('already initialised') >= 0",
+                    &json!(true),
+                )
+                .await;
+                assert_eq!(msg, json!(true), "a second initialisation throws");
+                assert_eq!(
+                    eval(&page, STATE).await,
+                    json!("ready"),
+                    "and the loader's SDK is unaffected"
+                );
+            }
             "/strict" => assert_eq!(eval(&page, "window.pageRan").await, json!(1)),
             "/unsafe-inline" => {
                 assert_eq!(
