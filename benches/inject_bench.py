@@ -175,7 +175,8 @@ def main():
         crt, key = os.path.join(certs, "tls.crt"), os.path.join(certs, "tls.key")
         up_port, ngx_port, sub_port, side_port = pb.free_port(), pb.free_port(), pb.free_port(), pb.free_port()
         up = pb.start_nginx(tmp, "upstream",
-                            f"server {{ listen 127.0.0.1:{up_port}; root {www}; access_log off; gzip_static on; }}",
+                            # gzip_proxied: the sidecar sends Via (RFC 9110), which turns nginx's gzip off by default.
+                            f"server {{ listen 127.0.0.1:{up_port}; root {www}; access_log off; gzip_static on; gzip_proxied any; }}",
                             1, "1", False)
         procs.append(up)
         ssl_conf = f"ssl_certificate {crt}; ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3;"

@@ -14,70 +14,115 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
+/// How much of a chunk is tokenized at a time while the tag is still to be placed.
+const SLICE: usize = 4096;
+
 struct Pipeline {
     decoder: Decoder,
-    rewriter: Rewriter,
+    /// `None` once the page needs no more rewriting: after the tag is placed at the end of
+    /// `<head>` the rest of the page passes through without being tokenized, which is most
+    /// of the bytes and most of the cost.
+    rewriter: Option<Rewriter>,
+    /// Whether the rewriter may be dropped as soon as the tag is in (head placement).
+    stop_when_placed: bool,
     encoder: Encoder,
     /// Until the first two bytes are known: a UTF-16 byte-order mark means the page is
     /// passed through untouched (the tokenizer would corrupt it).
     sniff: Option<Vec<u8>>,
-    passthrough: bool,
-    plain: Vec<u8>,
-    html: Vec<u8>,
+    /// What became of the page once it is known (the metrics' result label).
+    result: Option<&'static str>,
 }
 
 impl Pipeline {
-    fn process(&mut self, input: &[u8], last: bool) -> std::io::Result<Vec<u8>> {
-        self.plain.clear();
-        self.decoder.push(input, &mut self.plain)?;
-        if let Some(buf) = &mut self.sniff {
-            buf.extend_from_slice(&self.plain);
-            if buf.len() < 2 && !last {
-                return Ok(Vec::new());
-            }
-            self.passthrough = buf.starts_with(&[0xFF, 0xFE]) || buf.starts_with(&[0xFE, 0xFF]);
-            self.plain = self.sniff.take().unwrap_or_default();
-        }
-        self.html.clear();
-        if self.passthrough {
-            std::mem::swap(&mut self.html, &mut self.plain);
+    fn identity_out(&self) -> bool {
+        matches!(self.encoder, Encoder::Identity)
+    }
+
+    fn process(&mut self, input: Bytes, last: bool) -> std::io::Result<Bytes> {
+        let mut plain: Bytes = if matches!(self.decoder, Decoder::Identity) {
+            input
         } else {
-            self.rewriter
-                .write(&self.plain, &mut self.html)
-                .map_err(std::io::Error::other)?;
+            let mut v = Vec::with_capacity(input.len() * 3);
+            self.decoder.push(&input, &mut v)?;
+            Bytes::from(v)
+        };
+        if let Some(buf) = &mut self.sniff {
+            buf.extend_from_slice(&plain);
+            if buf.len() < 2 && !last {
+                return Ok(Bytes::new());
+            }
+            if buf.starts_with(&[0xFF, 0xFE]) || buf.starts_with(&[0xFE, 0xFF]) {
+                self.rewriter = None;
+                self.result = Some("utf16_passthrough");
+            }
+            plain = Bytes::from(self.sniff.take().unwrap_or_default());
         }
-        let mut out = Vec::with_capacity(self.html.len() + 64);
-        self.encoder.write(&self.html, &mut out)?;
+        let html: Bytes = match &mut self.rewriter {
+            Some(r) if self.stop_when_placed => {
+                // Fed in small slices so that tokenizing stops soon after the tag is in: the
+                // head is usually in the first few kilobytes of a page.
+                let mut v = Vec::with_capacity(plain.len() + 128);
+                let mut at = 0;
+                while at < plain.len() {
+                    let end = (at + SLICE).min(plain.len());
+                    r.write(&plain[at..end], &mut v)
+                        .map_err(std::io::Error::other)?;
+                    at = end;
+                    if r.placed() {
+                        break;
+                    }
+                }
+                if r.placed() {
+                    if let Some(r) = self.rewriter.take() {
+                        // Flushes what lol_html still holds; the rest goes out as it is.
+                        let added = r.end(&mut v).map_err(std::io::Error::other)?;
+                        self.result = Some(if added { "injected" } else { "already_present" });
+                    }
+                    v.extend_from_slice(&plain[at..]);
+                }
+                Bytes::from(v)
+            }
+            Some(r) => {
+                let mut v = Vec::with_capacity(plain.len() + 128);
+                r.write(&plain, &mut v).map_err(std::io::Error::other)?;
+                Bytes::from(v)
+            }
+            None => plain,
+        };
+        if self.identity_out() {
+            return Ok(html);
+        }
+        let mut out = Vec::with_capacity(html.len() / 2 + 64);
+        self.encoder.write(&html, &mut out)?;
         self.encoder.flush(&mut out)?;
-        Ok(out)
+        Ok(Bytes::from(out))
     }
 
     /// The last bytes, and what became of the page (the metrics' result label).
-    fn finish(mut self) -> std::io::Result<(Vec<u8>, &'static str)> {
-        let mut out = self.process(&[], true)?;
+    fn finish(mut self) -> std::io::Result<(Bytes, &'static str)> {
+        let mut out = self.process(Bytes::new(), true)?.to_vec();
         let mut tail = Vec::new();
-        self.decoder.finish(&mut tail)?;
+        let decoder = std::mem::replace(&mut self.decoder, Decoder::Identity);
+        decoder.finish(&mut tail)?;
         let mut html = Vec::new();
-        let result = if self.passthrough {
-            html = tail;
-            "utf16_passthrough"
-        } else {
-            self.rewriter
-                .write(&tail, &mut html)
-                .map_err(std::io::Error::other)?;
-            let added = self
-                .rewriter
-                .end(&mut html)
-                .map_err(std::io::Error::other)?;
-            if added {
-                "injected"
-            } else {
-                "already_present"
+        let result = match self.rewriter.take() {
+            Some(mut r) => {
+                r.write(&tail, &mut html).map_err(std::io::Error::other)?;
+                let added = r.end(&mut html).map_err(std::io::Error::other)?;
+                if added {
+                    "injected"
+                } else {
+                    "already_present"
+                }
+            }
+            None => {
+                html = tail;
+                self.result.unwrap_or("injected")
             }
         };
         self.encoder.write(&html, &mut out)?;
         self.encoder.finish(&mut out)?;
-        Ok((out, result))
+        Ok((Bytes::from(out), result))
     }
 }
 
@@ -93,6 +138,7 @@ impl InjectBody {
         inner: Incoming,
         decoder: Decoder,
         rewriter: Rewriter,
+        stop_when_placed: bool,
         encoder: Encoder,
         metrics: Arc<Metrics>,
     ) -> InjectBody {
@@ -100,12 +146,11 @@ impl InjectBody {
             inner,
             pipeline: Mutex::new(Some(Pipeline {
                 decoder,
-                rewriter,
+                rewriter: Some(rewriter),
+                stop_when_placed,
                 encoder,
                 sniff: Some(Vec::new()),
-                passthrough: false,
-                plain: Vec::new(),
-                html: Vec::new(),
+                result: None,
             })),
             metrics,
         }
@@ -139,13 +184,13 @@ impl Body for InjectBody {
                     let result = {
                         let mut g = self.pipeline.lock().unwrap_or_else(|p| p.into_inner());
                         match g.as_mut() {
-                            Some(p) => p.process(&data, false),
-                            None => Ok(Vec::new()),
+                            Some(p) => p.process(data, false),
+                            None => Ok(Bytes::new()),
                         }
                     };
                     match result {
                         Ok(out) if out.is_empty() => continue,
-                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(Bytes::from(out))))),
+                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
                         Err(e) => {
                             self.pipeline
                                 .lock()
@@ -168,7 +213,7 @@ impl Body for InjectBody {
                             if out.is_empty() {
                                 Poll::Ready(None)
                             } else {
-                                Poll::Ready(Some(Ok(Frame::data(Bytes::from(out)))))
+                                Poll::Ready(Some(Ok(Frame::data(out))))
                             }
                         }
                         Err(e) => Poll::Ready(Some(Err(self.fail(e)))),

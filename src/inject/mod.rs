@@ -192,7 +192,14 @@ impl Injector {
         add_vary_accept_encoding(h);
         let page = Arc::new(self.page_csp(h, public_origin));
         let rewriter = rewrite::Rewriter::new(page, self.position, encoding);
-        let body = body::InjectBody::new(body, decoder, rewriter, encoder, self.metrics.clone());
+        let body = body::InjectBody::new(
+            body,
+            decoder,
+            rewriter,
+            self.position == rewrite::Position::Head,
+            encoder,
+            self.metrics.clone(),
+        );
         Response::from_parts(parts, body.boxed())
     }
 

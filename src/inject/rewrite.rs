@@ -220,7 +220,13 @@ impl Rewriter {
     }
 
     fn drain(&self, out: &mut Vec<u8>) {
-        out.append(&mut self.out.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut g = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        if out.is_empty() {
+            // Hand over the buffer itself rather than copy it.
+            std::mem::swap(out, &mut *g);
+        } else {
+            out.append(&mut g);
+        }
     }
 
     /// Rewrites `input`, appending what can be emitted so far to `out`.
@@ -246,6 +252,11 @@ impl Rewriter {
     /// Whether this rewriter added the tag (so far).
     pub fn added(&self) -> bool {
         self.flags.added.load(Ordering::Relaxed)
+    }
+
+    /// Whether the page has its loader tag (added here, or already there).
+    pub fn placed(&self) -> bool {
+        self.flags.done.load(Ordering::Relaxed)
     }
 }
 

@@ -973,3 +973,55 @@ async fn the_sdk_origin_learned_from_a_login_is_allowed_in_later_pages() {
         "the SDK's WebSocket: {after}"
     );
 }
+
+#[tokio::test]
+async fn a_large_streamed_page_comes_out_whole_after_the_tag_is_placed() {
+    // After </head> the rest passes through untokenized: it must still be byte for byte
+    // the upstream's, whatever it contains, in every coding.
+    let mut page = String::from("<html><head><title>big</title></head><body>");
+    for i in 0..6000 {
+        page.push_str(&format!(
+            "<tr><td>{i}</td><td>客户</td></tr><script>var s=\"<head></head>\";</script>\n"
+        ));
+    }
+    page.push_str("<script src=\"/x\" data-tccc-loader></script></body></html>");
+    let page: &'static str = Box::leak(page.into_boxed_str());
+    let up = Upstream::start(handler(move |s: Seen| async move {
+        let gz = s.uri.path() == "/gz";
+        let body = if gz {
+            encode("gzip", page.as_bytes())
+        } else {
+            page.as_bytes().to_vec()
+        };
+        let (tx, stream) = channel_body();
+        tokio::spawn(async move {
+            for c in body.chunks(8192) {
+                if tx.send(Bytes::copy_from_slice(c)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut b = Response::builder().header("content-type", "text/html");
+        if gz {
+            b = b.header("content-encoding", "gzip");
+        }
+        b.body(stream).unwrap()
+    }))
+    .await;
+    let side = Sidecar::start(&up.url(), "", "").await;
+    let want = page.replacen("</head>", &format!("{TAG}</head>"), 1);
+    for (path, ae) in [("/plain", None), ("/gz", Some("gzip, br")), ("/gz", None)] {
+        let mut c = side.h2().await;
+        let (parts, body) = read(c.send(nav(path, ae)).await.unwrap()).await;
+        let got = String::from_utf8(decode(&parts.headers, &body)).unwrap();
+        assert_eq!(got.len(), want.len(), "{path} {ae:?}");
+        assert!(got == want, "{path} {ae:?}: content differs");
+    }
+    assert_eq!(
+        metric(
+            &side.metrics(),
+            "tccc_sidecar_injections_total{result=\"injected\"}"
+        ),
+        3.0
+    );
+}
