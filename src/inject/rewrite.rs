@@ -151,22 +151,10 @@ impl Rewriter {
         }
         match position {
             Position::Head => {
-                let (d, t) = (done.clone(), tag.clone());
-                settings = settings.append_element_content_handler(element!(
+                settings = settings.append_element_content_handler(before_end_tag(
                     "head",
-                    move |el: &mut Element<'_, '_, _>| {
-                        if done_already(&d) || !el.can_have_content() {
-                            return Ok(());
-                        }
-                        let (d2, t2) = (d.clone(), t.clone());
-                        el.on_end_tag(end_tag!(move |end: &mut EndTag<'_>| {
-                            if claim(&d2) {
-                                end.before(&t2.tag(), ContentType::Html);
-                            }
-                            Ok(())
-                        }))?;
-                        Ok(())
-                    }
+                    done.clone(),
+                    tag.clone(),
                 ));
                 for name in ["body", "frameset"] {
                     let (d, t) = (done.clone(), tag.clone());
@@ -182,22 +170,10 @@ impl Rewriter {
                 }
             }
             Position::Body => {
-                let (d, t) = (done.clone(), tag.clone());
-                settings = settings.append_element_content_handler(element!(
+                settings = settings.append_element_content_handler(before_end_tag(
                     "body",
-                    move |el: &mut Element<'_, '_, _>| {
-                        if done_already(&d) || !el.can_have_content() {
-                            return Ok(());
-                        }
-                        let (d2, t2) = (d.clone(), t.clone());
-                        el.on_end_tag(end_tag!(move |end: &mut EndTag<'_>| {
-                            if claim(&d2) {
-                                end.before(&t2.tag(), ContentType::Html);
-                            }
-                            Ok(())
-                        }))?;
-                        Ok(())
-                    }
+                    done.clone(),
+                    tag.clone(),
                 ));
             }
         }
@@ -258,6 +234,30 @@ impl Rewriter {
     pub fn placed(&self) -> bool {
         self.flags.done.load(Ordering::Relaxed)
     }
+}
+
+/// A handler that places the tag just before the first `selector` element's end tag.
+fn before_end_tag(
+    selector: &'static str,
+    d: Arc<Flags>,
+    t: Arc<PageInjection>,
+) -> (
+    std::borrow::Cow<'static, lol_html::Selector>,
+    lol_html::send::ElementContentHandlers<'static>,
+) {
+    element!(selector, move |el: &mut Element<'_, '_, _>| {
+        if done_already(&d) || !el.can_have_content() {
+            return Ok(());
+        }
+        let (d2, t2) = (d.clone(), t.clone());
+        el.on_end_tag(end_tag!(move |end: &mut EndTag<'_>| {
+            if claim(&d2) {
+                end.before(&t2.tag(), ContentType::Html);
+            }
+            Ok(())
+        }))?;
+        Ok(())
+    })
 }
 
 fn done_already(d: &Flags) -> bool {
@@ -372,6 +372,23 @@ mod tests {
         assert!(
             out.ends_with(&format!("<head>{TAG}</head></html>")),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn body_position_goes_before_the_end_of_body() {
+        let mut r = Rewriter::new(
+            Arc::new(PageInjection::plain(Arc::from("/__tccc/loader.js"))),
+            Position::Body,
+            AsciiCompatibleEncoding::new(encoding_rs::UTF_8).unwrap(),
+        );
+        let mut out = Vec::new();
+        r.write(b"<html><head></head><body><p>x</p></body></html>", &mut out)
+            .unwrap();
+        assert!(r.end(&mut out).unwrap());
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            format!("<html><head></head><body><p>x</p>{TAG}</body></html>")
         );
     }
 
