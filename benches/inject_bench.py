@@ -30,7 +30,6 @@ import gzip
 import json
 import os
 import shutil
-import signal
 import ssl
 import socket
 import statistics
@@ -271,26 +270,9 @@ level = "info"
             sc, nc = statistics.median(cpu["sidecar"]), statistics.median(cpu["subfilter"])
             print(f"\nsidecar / sub_filter: throughput {s / n:.2f}x, p99 {sp / np_:.2f}x, CPU per request {sc / nc:.2f}x\n")
 
-        idle = pb.rss_kib(side.pid)
-        socks = pb.slow_readers(side_port, "/big.html")
-        time.sleep(1.0)
-        peak = pb.rss_kib(side.pid, "VmHWM")
-        now = pb.rss_kib(side.pid)
-        for s in socks:
-            s.close()
-        budget = idle + 200 * 256
-        print("## 5 MB HTML page, 200 slow readers (sidecar, injecting)")
-        print(f"idle RSS {idle} KiB; with 200 stalled readers {now} KiB; peak (VmHWM) {peak} KiB; "
-              f"budget idle + 200 x 256 KiB = {budget} KiB: {'within' if peak <= budget else 'OVER'}")
+        pb.memory_check(side.pid, side_port, "/big.html", "5 MB HTML page, 200 slow readers (sidecar, injecting)")
     finally:
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGTERM)
-                p.wait(timeout=10)
-            except Exception:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
-
+        pb.stop_all(procs, tmp)
 
 if __name__ == "__main__":
     main()

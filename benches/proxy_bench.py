@@ -206,6 +206,32 @@ def slow_readers(port, path, n=200, read_bytes=256 * 1024, pause=0.05):
     return socks
 
 
+def memory_check(pid, port, path, label):
+    """200 clients each read 256 KiB of a large response at `path`, then stall; prints the
+    proxy's peak RSS against idle + 200 x 256 KiB."""
+    idle = rss_kib(pid)
+    socks = slow_readers(port, path)
+    time.sleep(1.0)  # let the pipeline fill to its bounded size while every reader is stalled
+    peak = rss_kib(pid, "VmHWM")
+    now = rss_kib(pid)
+    for s in socks:
+        s.close()
+    budget = idle + 200 * 256
+    print(f"## {label}")
+    print(f"idle RSS {idle} KiB; with 200 stalled readers {now} KiB; peak (VmHWM) {peak} KiB; "
+          f"budget idle + 200 x 256 KiB = {budget} KiB: {'within' if peak <= budget else 'OVER'}")
+
+
+def stop_all(procs, tmp):
+    for p in procs:
+        try:
+            p.send_signal(signal.SIGTERM)
+            p.wait(timeout=10)
+        except Exception:
+            p.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
@@ -337,26 +363,9 @@ level = "info"
             print(f"\nsidecar / nginx: throughput {s / n:.2f}x, p99 {sp / np_:.2f}x, CPU per request {sc / nc:.2f}x\n")
 
         # Slow readers: 200 clients each read 256 KiB of a 5 MB response, then stall.
-        idle = rss_kib(side.pid)
-        socks = slow_readers(side_port, "/big.bin")
-        time.sleep(1.0)  # let the pipeline fill to its bounded size while every reader is stalled
-        peak = rss_kib(side.pid, "VmHWM")
-        now = rss_kib(side.pid)
-        for s in socks:
-            s.close()
-        budget = idle + 200 * 256
-        print("## 5 MB response, 200 slow readers (sidecar)")
-        print(f"idle RSS {idle} KiB; with 200 stalled readers {now} KiB; peak (VmHWM) {peak} KiB; "
-              f"budget idle + 200 x 256 KiB = {budget} KiB: {'within' if peak <= budget else 'OVER'}")
+        memory_check(side.pid, side_port, "/big.bin", "5 MB response, 200 slow readers (sidecar)")
     finally:
-        for p in procs:
-            try:
-                p.send_signal(signal.SIGTERM)
-                p.wait(timeout=10)
-            except Exception:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
-
+        stop_all(procs, tmp)
 
 if __name__ == "__main__":
     main()
