@@ -21,6 +21,12 @@ fi
 python3 -c 'import tencentcloud.ccc.v20200210' 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check 'tencentcloud-sdk-python==3.1.195' \
   || python3 -m pip install --quiet --break-system-packages 'tencentcloud-sdk-python==3.1.195'
+# The Kubernetes schemas and YAML parser for scripts/check-deploy.py.
+python3 -c 'import kubernetes_validate, yaml' 2>/dev/null \
+  || python3 -m pip install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0' pyyaml \
+  || python3 -m pip install --quiet --break-system-packages 'kubernetes-validate==1.37.0' pyyaml
+# kubectl (in this machine image) renders the kustomizations; Debian's kubernetes-client is
+# too old for them, so without kubectl those checks report themselves skipped, not passed.
 [ -d tests/interop/node/node_modules/tencentcloud-sdk-nodejs ] && [ -d tests/interop/node/node_modules/acorn ] \
   || npm install --prefix tests/interop/node --silent --no-audit --no-fund
 
@@ -29,8 +35,18 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-cargo test --locked --all-targets 2>&1 | tee "$log"
-passed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) passed.*/\1/' | paste -sd+ - | bc)
-failed=$(grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/' | paste -sd+ - | bc)
+# The hardened build (no emulator, no demo) first: the test build after it relinks the
+# default binary, and only the crate itself compiles twice.
+cargo clippy --locked --no-default-features --all-targets -- -D warnings
+cargo build --locked --no-default-features --bin tccc-sidecar
+cp target/debug/tccc-sidecar target/hardened-tccc-sidecar
+bash scripts/check-hardened.sh target/hardened-tccc-sidecar 2>&1 | tee -a "$log" || true
+cargo test --locked --all-targets 2>&1 | tee -a "$log"
+cargo build --locked --bin tccc-sidecar
+python3 scripts/check-deploy.py --bin target/debug/tccc-sidecar 2>&1 | tee -a "$log" || true
+# cargo's per-binary lines plus the two script summaries.
+passed=$( { grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) passed.*/\1/'; grep -E '^(hardened|deploy): [0-9]+ passed' "$log" | sed -E 's/^[a-z]+: ([0-9]+) passed.*/\1/'; } | paste -sd+ - | bc)
+failed=$( { grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/'; grep -E '^(hardened|deploy): [0-9]+ passed' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/'; } | paste -sd+ - | bc)
 echo "test command finished in $(( $(date +%s) - start ))s"
 echo "tests: ${passed:-0} passed, ${failed:-0} failed"
+[ "${failed:-0}" -eq 0 ] && [ "${passed:-0}" -gt 0 ]

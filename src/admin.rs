@@ -66,6 +66,9 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Response<Body> {
 
 /// Ready when a certificate is loaded and a TCP connection to the upstream opens within a second.
 async fn readiness(state: &AppState) -> Result<(), &'static str> {
+    if state.terminating.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err("shutting down");
+    }
     if state.certs.current().infos.is_empty() {
         return Err("no certificate loaded");
     }

@@ -22,8 +22,26 @@ pub async fn run(config: Config) -> Result<(), String> {
     state.start_background();
     reload_on_sighup(state.clone());
     let (tx, rx) = watch::channel(false);
+    let delay = cfg
+        .server
+        .shutdown_delay
+        .map(|d| d.get())
+        .unwrap_or_default();
+    let terminating = state.terminating.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
+        terminating.store(true, std::sync::atomic::Ordering::Relaxed);
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "shutdown requested: /readyz now fails; still serving during server.shutdown_delay"
+            );
+            // A second signal cuts the delay short.
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = wait_for_signal() => {}
+            }
+        }
         tracing::info!("shutdown requested: no new connections; draining");
         let _ = tx.send(true);
     });

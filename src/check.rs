@@ -91,6 +91,12 @@ pub fn login_warnings(config: &Config) -> Vec<String> {
         );
         return notes;
     }
+    if !crate::config::types::is_tencent_endpoint(&config.tccc.endpoint) {
+        notes.push(format!(
+            "warning: tccc.endpoint {} is not Tencent Cloud's API (an emulator?): agents get no real workbench (metric tccc_sidecar_ccc_endpoint_emulator = 1)",
+            config.tccc.endpoint
+        ));
+    }
     if config.identity.mode == IdentityMode::Header && config.identity.trusted_peers.is_empty() {
         notes.push(
             "warning: identity.trusted_peers is empty: in header mode no request can name a user"

@@ -1,4 +1,4 @@
-//! The command line: `run`, `check`, `demo`, `emulator` and `cert`. Every failure is one line on stderr and a
+//! The command line: `run`, `check`, `demo`, `dev`, `emulator` and `cert`. Every failure is one line on stderr and a
 //! non-zero exit, never a panic or a backtrace.
 
 use crate::config::Config;
@@ -30,11 +30,18 @@ pub enum Command {
         config: PathBuf,
     },
     /// The embedded demo: a demo CRM with the sidecar in front, a generated certificate, nothing to configure.
+    #[cfg(feature = "emulator")]
     Demo {
         #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8443")]
         listen: std::net::SocketAddr,
+        /// The host name or address other machines' browsers use (the certificate names it).
+        #[arg(long, value_name = "NAME")]
+        host: Option<String>,
     },
+    /// Local HTTPS dev server in front of a local app: one seat, loopback only.
+    Dev(Box<crate::dev::DevArgs>),
     /// The local CCC API emulator and its stand-in Web SDK origin.
+    #[cfg(feature = "emulator")]
     Emulator(Box<crate::emulator::command::EmulatorArgs>),
     /// Write a development CA (name-constrained to the hosts) and a leaf certificate as PEM.
     Cert {
@@ -57,7 +64,10 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
-        Command::Demo { listen } => demo(listen),
+        #[cfg(feature = "emulator")]
+        Command::Demo { listen, host } => demo(listen, host),
+        Command::Dev(args) => dev(*args),
+        #[cfg(feature = "emulator")]
         Command::Emulator(args) => {
             let rt = match runtime(1) {
                 Ok(rt) => rt,
@@ -126,13 +136,26 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-fn demo(listen: std::net::SocketAddr) -> ExitCode {
+#[cfg(feature = "emulator")]
+fn demo(listen: std::net::SocketAddr, host: Option<String>) -> ExitCode {
     let _log = crate::logging::init(crate::config::LogFormat::Text, "warn,tccc_sidecar=info");
     let rt = match runtime(crate::runtime::worker_threads(None)) {
         Ok(rt) => rt,
         Err(e) => return fail(&e),
     };
-    match rt.block_on(crate::demo::run(listen)) {
+    match rt.block_on(crate::demo::run(listen, host)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
+    }
+}
+
+fn dev(args: crate::dev::DevArgs) -> ExitCode {
+    let _log = crate::logging::init(crate::config::LogFormat::Text, "warn,tccc_sidecar=info");
+    let rt = match runtime(crate::runtime::worker_threads(None)) {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    match rt.block_on(crate::dev::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }

@@ -10,8 +10,12 @@ pub mod ccc;
 pub mod check;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "emulator")]
 pub mod demo;
+pub mod dev;
 pub mod devcert;
+pub mod diag;
+#[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod identity;
 pub mod inject;

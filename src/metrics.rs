@@ -48,6 +48,7 @@ pub struct Metrics {
     pub seats_reloads: Family<ResultLabel, Counter>,
     pub injections: Family<ResultLabel, Counter>,
     pub injection_skips: Family<ReasonLabel, Counter>,
+    pub ccc_endpoint_emulator: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -180,6 +181,12 @@ impl Metrics {
             "Pages that did not get the loader, by reason (method, status, range, encoding, charset, xhtml, no_transform, fetch_dest, xhr, excluded, ...)",
             injection_skips.clone(),
         );
+        let ccc_endpoint_emulator = Gauge::default();
+        registry.register(
+            "ccc_endpoint_emulator",
+            "1 when tccc.endpoint is not Tencent Cloud's API (an emulator): tokens from it open no real workbench",
+            ccc_endpoint_emulator.clone(),
+        );
         let by_class = ["1xx", "2xx", "3xx", "4xx", "5xx"]
             .map(|class| requests.get_or_create(&ClassLabel { class }).clone());
         Metrics {
@@ -203,6 +210,7 @@ impl Metrics {
             seats_reloads,
             injections,
             injection_skips,
+            ccc_endpoint_emulator,
         }
     }
 

@@ -28,6 +28,10 @@ pub struct AppState {
     /// rate limits and the identity cache are per process.
     pub login: Arc<LoginService>,
     pub inject: Arc<crate::inject::Injector>,
+    /// The diagnostics page, unless `inject.diag_path` is empty.
+    pub diag: Option<Arc<crate::diag::Diag>>,
+    /// Set on SIGTERM: `/readyz` fails from then on, during `server.shutdown_delay`.
+    pub terminating: Arc<std::sync::atomic::AtomicBool>,
     server_names: Vec<String>,
     public_origin: Option<String>,
 }
@@ -61,6 +65,11 @@ impl AppState {
             .as_deref()
             .and_then(crate::config::types::parse_origin);
         let metrics = Arc::new(Metrics::new());
+        if config.tccc.sdk_app_id.is_some()
+            && !crate::config::types::is_tencent_endpoint(&config.tccc.endpoint)
+        {
+            metrics.ccc_endpoint_emulator.set(1);
+        }
         let learned = Arc::new(crate::inject::csp::LearnedOrigins::default());
         let login = Arc::new(LoginService::from_config(
             &config,
@@ -72,6 +81,7 @@ impl AppState {
             metrics.clone(),
             learned,
         ));
+        let diag = crate::diag::Diag::from_config(&config, inject.learned.clone()).map(Arc::new);
         Ok(Arc::new(AppState {
             config,
             certs,
@@ -81,6 +91,8 @@ impl AppState {
             hsts,
             login,
             inject,
+            diag,
+            terminating: Default::default(),
             server_names,
             public_origin,
         }))
@@ -98,6 +110,8 @@ impl AppState {
             hsts: self.hsts.clone(),
             login: self.login.clone(),
             inject: self.inject.clone(),
+            diag: self.diag.clone(),
+            terminating: self.terminating.clone(),
             server_names: self.server_names.clone(),
             public_origin: self.public_origin.clone(),
         }))

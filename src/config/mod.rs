@@ -120,6 +120,10 @@ pub struct ServerConfig {
     /// How long in-flight requests may run after SIGTERM before the process exits anyway.
     #[serde(default = "defaults::shutdown_timeout")]
     pub shutdown_timeout: Duration,
+    /// After SIGTERM, how long to keep serving (new connections too) while `/readyz` answers
+    /// 503, so that load balancers and Kubernetes endpoints stop sending first. Then the drain.
+    #[serde(default)]
+    pub shutdown_delay: Option<Duration>,
     /// Tokio worker threads; default: the cgroup CPU quota, else the number of CPUs.
     #[serde(default)]
     pub worker_threads: Option<usize>,
@@ -331,6 +335,14 @@ pub struct InjectConfig {
     /// What happens to a page's CSP: "rewrite" (default), "report-only" (canary), "off".
     #[serde(default)]
     pub csp: Option<String>,
+    /// The diagnostics page for agents (`/__tccc/diag`); "" turns it off.
+    #[serde(default = "defaults::diag_path")]
+    pub diag_path: String,
+    /// Origins the diagnostics page probes from the agent's browser (`https://host[:port]` or
+    /// `wss://host[:port]`); default: Tencent's documented SDK hosts. SdkURL origins seen
+    /// since start are always added.
+    #[serde(default)]
+    pub diag_hosts: Option<Vec<String>>,
 }
 
 impl Default for InjectConfig {
@@ -345,6 +357,8 @@ impl Default for InjectConfig {
             include: Vec::new(),
             frame_name: None,
             csp: None,
+            diag_path: defaults::diag_path(),
+            diag_hosts: None,
         }
     }
 }
@@ -441,6 +455,10 @@ mod defaults {
     pub fn loader_path() -> String {
         "/__tccc/loader.js".into()
     }
+    pub fn diag_path() -> String {
+        "/__tccc/diag".into()
+    }
+
     pub fn exclude() -> Vec<String> {
         vec!["/api/".into()]
     }
@@ -575,6 +593,29 @@ impl Config {
         }
         if self.login.path == self.inject.loader_path {
             return err("inject.loader_path", "must differ from login.path");
+        }
+        let diag = &self.inject.diag_path;
+        if !diag.is_empty() {
+            if !diag.starts_with('/') || diag.contains(['?', '#', ' ']) {
+                return err(
+                    "inject.diag_path",
+                    "must be an absolute path such as /__tccc/diag, or \"\" for none",
+                );
+            }
+            if diag == &self.login.path || diag == &self.inject.loader_path {
+                return err(
+                    "inject.diag_path",
+                    "must differ from login.path and inject.loader_path",
+                );
+            }
+        }
+        for (i, h) in self.inject.diag_hosts.iter().flatten().enumerate() {
+            if crate::diag::probe_origin(h).is_none() {
+                return err(
+                    &format!("inject.diag_hosts[{i}]"),
+                    "must be https://host[:port] or wss://host[:port] (no wildcard, no path)",
+                );
+            }
         }
         if let Some(id) = self.tccc.sdk_app_id {
             if id == 0 || id > u32::MAX as u64 {

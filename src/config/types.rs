@@ -232,6 +232,17 @@ pub fn parse_origin(s: &str) -> Option<String> {
 }
 
 /// `http://` URLs are allowed for the CCC endpoint only when they point at a loopback emulator.
+/// Whether `url` is Tencent Cloud's API: https on `tencentcloudapi.com` or a subdomain of it
+/// (regional endpoints). Anything else is an emulator or a stand-in.
+pub fn is_tencent_endpoint(url: &str) -> bool {
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return false;
+    };
+    let host = uri.host().unwrap_or("").to_ascii_lowercase();
+    uri.scheme_str() == Some("https")
+        && (host == "tencentcloudapi.com" || host.ends_with(".tencentcloudapi.com"))
+}
+
 pub fn is_loopback_http(url: &str) -> bool {
     let Ok(uri) = url.parse::<http::Uri>() else {
         return false;

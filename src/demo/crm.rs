@@ -25,6 +25,21 @@ const CUSTOMERS: [(&str, &str, &str); 4] = [
     ("Hangzhou Tea House", "Mr. Qian", "+86 571 5555 0104"),
 ];
 
+/// The CRM's own integration, as the vendor's guide has an integrator write it: once the
+/// workbench is ready, a click on a phone number calls it through the SDK instead of the OS
+/// dialler. (It knows nothing of the sidecar beyond the `tccc` global.)
+const CALL_SCRIPT: &str = "document.addEventListener('click', function (e) {\
+  var a = e.target.closest && e.target.closest('a[href^=\"tel:\"]');\
+  if (!a || !window.tccc || !tccc.Call || document.documentElement.getAttribute('data-tccc-state') !== 'ready') return;\
+  e.preventDefault();\
+  var n = a.getAttribute('href').slice(4);\
+  var s = document.getElementById('call-status');\
+  s.textContent = 'Calling ' + n + '…';\
+  Promise.resolve(tccc.Call.startOutboundCall({ phoneNumber: n })).then(function () {\
+    s.textContent = 'Call started: ' + n;\
+  }, function (err) { s.textContent = 'Call failed: ' + (err && err.message || err); });\
+});";
+
 /// Sessions: random token → user id.
 #[derive(Default, Clone)]
 pub struct Crm {
@@ -187,6 +202,7 @@ fn customers_page(user: &str) -> String {
         .collect();
     format!(
         "<p>Logged in as <b id=\"user\">{name}</b> · <a href=\"/logout\">Log out</a></p>\
-         <h1>Customers</h1><table><tr><th>Company</th><th>Contact</th><th>Phone</th></tr>{rows}</table>"
+         <h1>Customers</h1><table><tr><th>Company</th><th>Contact</th><th>Phone</th></tr>{rows}</table>\
+         <p id=\"call-status\"></p><script>{CALL_SCRIPT}</script>"
     )
 }

@@ -39,18 +39,29 @@ pub async fn start_crm() -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// Host names the demo certificate is made for: loopback names plus the listen address.
-fn cert_hosts(listen: SocketAddr) -> Vec<String> {
+/// Host names the demo certificate is made for: loopback names plus the name browsers on
+/// other machines use (`--host`, else a specific listen address).
+fn cert_hosts(public_host: Option<&str>) -> Vec<String> {
     let mut hosts = vec![
         "localhost".to_string(),
         "127.0.0.1".to_string(),
         "::1".to_string(),
     ];
-    let ip = listen.ip();
-    if !ip.is_loopback() && !ip.is_unspecified() {
-        hosts.push(ip.to_string());
+    if let Some(h) = public_host {
+        if !hosts.iter().any(|x| x == h) {
+            hosts.push(h.to_string());
+        }
     }
     hosts
+}
+
+/// The host browsers use: `--host`, else the listen address when it is a specific non-loopback one.
+fn public_host(listen: SocketAddr, host: Option<&str>) -> Option<String> {
+    if let Some(h) = host {
+        return Some(h.trim_matches(['[', ']']).to_ascii_lowercase());
+    }
+    let ip = listen.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then(|| ip.to_string())
 }
 
 pub const SDK_APP_ID: u64 = 1400000000;
@@ -61,52 +72,22 @@ pub fn demo_seat(user: &str) -> String {
     format!("{user}@demo.tccc-sidecar.example")
 }
 
-/// Starts the emulator's API and stand-in SDK origin; returns the API address.
-async fn start_emulator(
-    secret_key: &str,
-    certs: &crate::devcert::DevCerts,
-    sdk_host: &str,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<SocketAddr, String> {
-    let api = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("demo emulator: {e}"))?;
-    let sdk = TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(|e| format!("demo emulator: {e}"))?;
-    let api_addr = api.local_addr().map_err(|e| e.to_string())?;
-    let sdk_port = sdk.local_addr().map_err(|e| e.to_string())?.port();
-    let tls = std::sync::Arc::new(crate::tls::simple_server_config(
-        &certs.leaf_cert_pem,
-        &certs.leaf_key_pem,
-    )?);
-    let em = std::sync::Arc::new(crate::emulator::Emulator::new(
-        crate::emulator::EmulatorConfig {
-            sdk_app_id: SDK_APP_ID,
-            secret_id: SECRET_ID.into(),
-            secret_key: secret_key.into(),
-            session_token: None,
-            seats: crm::USERS.iter().map(|u| demo_seat(u.0)).collect(),
-            clock: None,
-            rate_limit: 20,
-            sdk_origin: format!("https://{sdk_host}:{sdk_port}"),
-        },
-    ));
-    tokio::spawn(crate::emulator::sdk::serve_sdk(
-        sdk,
-        tls,
-        em.clone(),
-        std::future::pending(),
-    ));
-    tokio::spawn(crate::emulator::server::serve_api(api, em, stop));
-    Ok(api_addr)
-}
-
 /// Runs the demo until SIGTERM/SIGINT.
-pub async fn run(listen: SocketAddr) -> Result<(), String> {
+pub async fn run(listen: SocketAddr, host: Option<String>) -> Result<(), String> {
     let crm = start_crm().await.map_err(|e| format!("demo CRM: {e}"))?;
+    if let Some(h) = &host {
+        let bare = h.trim_matches(['[', ']']);
+        if bare.is_empty()
+            || !bare
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        {
+            return Err(format!("--host: {h:?} is not a host name or IP address"));
+        }
+    }
+    let public = public_host(listen, host.as_deref());
     let dir = std::env::temp_dir().join(format!("tccc-sidecar-demo-{}", std::process::id()));
-    let certs = crate::devcert::generate(&cert_hosts(listen))?;
+    let certs = crate::devcert::generate(&cert_hosts(public.as_deref()))?;
     crate::devcert::write(&dir, &certs)?;
     // A key made for this run: the emulator checks the sidecar's signatures with it.
     let secret_key = hex::encode(rand::random::<[u8; 16]>());
@@ -117,14 +98,30 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
         .map(|u| format!("{} = \"{}\"\n", u.0, demo_seat(u.0)))
         .collect();
     std::fs::write(dir.join("seats.toml"), seats).map_err(|e| format!("demo seats: {e}"))?;
-    let sdk_host = "localhost";
-    let api = start_emulator(&secret_key, &certs, sdk_host, std::future::pending()).await?;
+    // The stand-in SDK's origin must be reachable by every browser that reaches the demo: it
+    // listens where the demo listens and is named as browsers name the demo.
+    let sdk_host = public.clone().unwrap_or_else(|| "localhost".to_string());
+    let running = crate::emulator::inprocess::start(
+        crate::emulator::inprocess::InProcess {
+            sdk_app_id: SDK_APP_ID,
+            secret_id: SECRET_ID,
+            secret_key: &secret_key,
+            seats: crm::USERS.iter().map(|u| demo_seat(u.0)).collect(),
+            tls_cert_pem: &certs.leaf_cert_pem,
+            tls_key_pem: &certs.leaf_key_pem,
+            sdk_host: &sdk_host,
+        },
+        listen.ip(),
+    )
+    .await?;
+    let api = running.api;
     let text = format!(
         "[server]\nlisten = \"{listen}\"\ntls_cert = \"{cert}\"\ntls_key = \"{key}\"\n\n\
          [upstream]\nurl = \"http://{crm}\"\n\n\
          [tccc]\nsdk_app_id = {SDK_APP_ID}\nendpoint = \"http://{api}\"\nsecret_id_file = \"{d}/secret-id\"\nsecret_key_file = \"{d}/secret-key\"\nsdk_url_hosts = [\"{sdk_host}\"]\n\n\
          [identity]\nmode = \"introspect\"\nurl = \"/api/whoami\"\ncookies = [\"{cookie}\"]\nuser_pointer = \"/id\"\nlogout_paths = [\"/logout\"]\n\n\
-         [seats]\nfile = \"{d}/seats.toml\"\n",
+         [seats]\nfile = \"{d}/seats.toml\"\n\n\
+         [inject]\ndiag_hosts = []\n",
         cert = dir.join("tls.crt").display(),
         key = dir.join("tls.key").display(),
         d = dir.display(),
@@ -137,10 +134,10 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
         .await
         .map_err(|e| format!("--listen: cannot listen on {listen}: {e}"))?;
     let bound = listener.local_addr().map_err(|e| e.to_string())?;
-    let shown_host = if bound.ip().is_unspecified() || bound.ip().is_loopback() {
-        "localhost".to_string()
-    } else {
-        bound.ip().to_string()
+    let shown_host = match &public {
+        Some(h) if h.contains(':') => format!("[{h}]"),
+        Some(h) => h.clone(),
+        None => "localhost".to_string(),
     };
     println!("tccc-sidecar demo is running.");
     println!();
@@ -155,26 +152,21 @@ pub async fn run(listen: SocketAddr) -> Result<(), String> {
     println!("  The call-center button appears at the bottom right of every CRM page: the");
     println!("  sidecar injects the loader, asks the CRM who you are, and gets a login URL from");
     println!("  the CCC emulator (API http://{api}), whose stand-in Web SDK is served from");
-    println!("  https://{sdk_host} on another port.");
+    println!("  https://{sdk_host} on another port. Click a phone number to call it.");
+    println!(
+        "  Browser diagnostics: https://{shown_host}:{}/__tccc/diag",
+        bound.port()
+    );
+    if listen.ip().is_unspecified() && public.is_none() {
+        println!();
+        println!("  Listening on every address: pass --host NAME (the name or address other");
+        println!("  machines use) so that their browsers can reach the stand-in SDK too.");
+    }
     println!();
     println!("  The certificate is signed by a development CA made just now for this demo:");
     println!("  {}", dir.join("ca.crt").display());
-    println!("  Trust it in your browser, or accept the warning. Ctrl-C stops the demo.");
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        let _ = tokio::signal::ctrl_c().await;
-        let _ = tx.send(true);
-    });
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .map_err(|e| e.to_string())?;
-    let rx2 = rx.clone();
-    let stop = async move {
-        tokio::select! {
-            _ = crate::app::stopped(rx2) => {}
-            _ = term.recv() => {}
-        }
-    };
-    crate::server::serve(listener, state, stop)
+    println!("  Trust it in your browser, or accept the warning for both origins. Ctrl-C stops the demo.");
+    crate::server::serve(listener, state, crate::dev::interrupted())
         .await
         .map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&dir);

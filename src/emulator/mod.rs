@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod command;
+pub mod inprocess;
 pub mod sdk;
 pub mod server;
 pub mod state;

@@ -255,6 +255,42 @@ impl LoginService {
     }
 }
 
+/// Who the diagnostics page sees for a request: no token is requested and no limit but the
+/// per-client one is spent.
+pub enum SignInStatus {
+    Seat { user: Option<String>, seat: String },
+    NoSeat { user: String },
+    NotSignedIn,
+    Unavailable,
+    RateLimited,
+}
+
+impl LoginService {
+    /// The sign-in and seat status of a request, for `/__tccc/diag`.
+    pub async fn status(&self, headers: &HeaderMap, peer: IpAddr, host: &str) -> SignInStatus {
+        if self.limits.client(self.client_ip(headers, peer)).is_err() {
+            return SignInStatus::RateLimited;
+        }
+        match self.identity.resolve(headers, peer, host).await {
+            Ok(Who::Seat(seat)) => SignInStatus::Seat { user: None, seat },
+            Ok(Who::User(user)) => match self.seats.seat_for(&user) {
+                Some(seat) => SignInStatus::Seat {
+                    user: Some(user),
+                    seat,
+                },
+                None => SignInStatus::NoSeat { user },
+            },
+            Err(IdentityError::Unauthenticated(_)) => SignInStatus::NotSignedIn,
+            Err(IdentityError::Unavailable(_)) => SignInStatus::Unavailable,
+        }
+    }
+
+    /// Whether a CCC client is configured (`tccc.sdk_app_id`).
+    pub fn ccc_configured(&self) -> bool {
+        self.ccc.is_some()
+    }
+}
+
 struct Audit {
     client: IpAddr,
     user: Option<String>,

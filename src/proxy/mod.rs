@@ -102,6 +102,17 @@ async fn forward(
     if req.uri().path() == state.config.inject.loader_path {
         return Ok(state.inject.loader.respond(req.method(), req.headers()));
     }
+    if let Some(diag) = state.diag.as_ref().filter(|d| req.uri().path() == d.path()) {
+        return Ok(diag
+            .respond(
+                req.method(),
+                req.headers(),
+                conn.peer.ip(),
+                &host,
+                &state.login,
+            )
+            .await);
+    }
     // A logout must also end the sidecar's memory of the session (introspect mode).
     let logout = state
         .login
