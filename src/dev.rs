@@ -104,6 +104,8 @@ fn config_for(args: &DevArgs, ca: &crate::devcert::LocalCa, ccc: &Ccc) -> Result
     if let Some(dir) = &ccc.credentials_dir {
         tccc.insert("secret_id_file".into(), path(&dir.join("secret-id")));
         tccc.insert("secret_key_file".into(), path(&dir.join("secret-key")));
+        // The emulator's SdkURLs name `localhost` (what the certificate and browsers use).
+        tccc.insert("sdk_url_hosts".into(), Value::Array(vec![s("localhost")]));
     }
     let mut identity = Table::new();
     identity.insert("mode".into(), s("static"));

@@ -608,3 +608,303 @@ async fn demo_shows_the_crm_with_the_loader_and_logs_agents_in_through_the_emula
         .unwrap();
     assert_eq!(anon.status(), 401);
 }
+
+/// Reads the printed `Open   https://localhost:PORT/` line and the CA path after it.
+fn read_dev_banner(rx: &std::sync::mpsc::Receiver<String>) -> (u16, String, Vec<String>) {
+    let (mut port, mut ca) = (None, None);
+    let mut lines = Vec::new();
+    loop {
+        let line = rx.recv_timeout(WAIT).expect("dev's instructions");
+        lines.push(line.clone());
+        if let Some(rest) = line.trim().strip_prefix("Open   https://localhost:") {
+            port = Some(rest.trim_end_matches('/').parse::<u16>().unwrap());
+        }
+        if line.trim().ends_with("ca.crt") && ca.is_none() {
+            ca = Some(line.trim().to_string());
+        }
+        if line.contains("Ctrl-C stops it") {
+            return (port.expect("the URL"), ca.expect("the CA path"), lines);
+        }
+    }
+}
+
+fn localhost_client(ca: &[u8], port: u16) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca).unwrap())
+        .resolve(
+            "localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        )
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn stop(mut child: ChildGuard) -> Option<i32> {
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    within(
+        "exit after SIGTERM",
+        tokio::task::spawn_blocking(move || child.0.wait()),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .code()
+}
+
+#[tokio::test]
+async fn dev_with_emulator_puts_a_local_app_behind_https_with_the_workbench_and_keeps_its_ca() {
+    let app = Upstream::start(handler(|_| async {
+        let mut r = http::Response::new(full(
+            "<!doctype html><html><head><title>my app</title></head><body>hello</body></html>",
+        ));
+        r.headers_mut()
+            .insert("content-type", "text/html; charset=utf-8".parse().unwrap());
+        r
+    }))
+    .await;
+    let data = TempDir::new("dev-data");
+    let dev = |data: &TempDir| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["dev", "--upstream", &app.url(), "--seat", "dev@example.com"])
+            .args(["--listen", "127.0.0.1:0", "--emulator", "--data-dir"])
+            .arg(&data.0);
+        cmd
+    };
+    let (child, rx) = spawn_reading(dev(&data), true);
+    let (port, ca_path, banner) = read_dev_banner(&rx);
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("A development CA was made")),
+        "{banner:?}"
+    );
+    assert!(
+        banner.iter().any(|l| l.contains("macOS")) && banner.iter().any(|l| l.contains("Windows"))
+    );
+    // The CA lives in the data directory, the user's only, and is limited to local names.
+    assert!(
+        ca_path.starts_with(&data.0.display().to_string()),
+        "{ca_path}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let ca_dir = std::path::Path::new(&ca_path)
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&ca_dir), 0o700);
+    assert_eq!(mode(&ca_dir.join("ca.key")), 0o600);
+    assert_eq!(mode(&ca_dir.join("tls.key")), 0o600);
+    let ca = std::fs::read(&ca_path).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&ca).unwrap();
+    let cert = pem.parse_x509().unwrap();
+    let nc = cert.name_constraints().unwrap().unwrap();
+    assert!(nc.critical);
+    let permitted = format!("{:?}", nc.value.permitted_subtrees);
+    for name in [
+        "localhost",
+        "127, 0, 0, 1",
+        "0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1",
+    ] {
+        assert!(permitted.contains(name), "{name} in {permitted}");
+    }
+    assert_eq!(
+        nc.value.permitted_subtrees.as_ref().unwrap().len(),
+        3,
+        "{permitted}"
+    );
+
+    // The app's page over HTTPS, with the loader; the app saw a forwarded request.
+    let http = localhost_client(&ca, port);
+    let base = format!("https://localhost:{port}");
+    let page = http
+        .get(format!("{base}/"))
+        .header("sec-fetch-dest", "document")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let page = page.text().await.unwrap();
+    assert!(
+        page.contains("<script src=\"/__tccc/loader.js\" data-tccc-loader defer></script></head>"),
+        "{page}"
+    );
+    let seen = app.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].headers["x-forwarded-proto"], "https");
+    // A token for the one seat, from the in-process emulator, whose SDK origin is trusted too.
+    let token = http
+        .post(format!("{base}/loginTCCC"))
+        .header("sec-fetch-site", "same-origin")
+        .header("x-tccc-loader", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    let v: serde_json::Value = token.json().await.unwrap();
+    let sdk_url = v["SdkURL"].as_str().unwrap().to_string();
+    assert!(sdk_url.starts_with("https://localhost:"), "{sdk_url}");
+    let sdk_port: u16 = sdk_url["https://localhost:".len()..]
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let js = localhost_client(&ca, sdk_port)
+        .get(&sdk_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(js.contains("dev@example.com"), "the seat's stand-in SDK");
+    // The diagnostics page names the seat and probes the emulator's SDK origin only.
+    let diag = http
+        .get(format!("{base}/__tccc/diag"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(diag.status(), 200);
+    let csp = diag.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert!(
+        csp.contains(&format!("https://localhost:{sdk_port}"))
+            && csp.contains(&format!("wss://localhost:{sdk_port}")),
+        "{csp}"
+    );
+    assert!(
+        !csp.contains("qcloud"),
+        "no Tencent host probed with the emulator: {csp}"
+    );
+    let body = diag.text().await.unwrap();
+    assert!(body.contains("seat dev@example.com"), "{body}");
+    assert_eq!(stop(child).await, Some(0));
+
+    // A second run reuses the CA (already trusted) and its certificate.
+    let before = (
+        std::fs::read(ca_dir.join("ca.crt")).unwrap(),
+        std::fs::read(ca_dir.join("tls.crt")).unwrap(),
+    );
+    let (child, rx) = spawn_reading(dev(&data), true);
+    let (port, _, banner) = read_dev_banner(&rx);
+    assert!(
+        banner.iter().any(|l| l.contains("made earlier, reused")),
+        "{banner:?}"
+    );
+    let after = (
+        std::fs::read(ca_dir.join("ca.crt")).unwrap(),
+        std::fs::read(ca_dir.join("tls.crt")).unwrap(),
+    );
+    assert_eq!(before, after);
+    let r = localhost_client(&ca, port)
+        .get(format!("https://localhost:{port}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the old CA still verifies the server");
+    assert_eq!(stop(child).await, Some(0));
+
+    // A CA key that others can read is refused, not used.
+    std::fs::set_permissions(
+        ca_dir.join("ca.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let out = dev(&data).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ca.key") && err.contains("chmod 600"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[test]
+fn dev_serves_this_machine_only_and_names_what_is_missing() {
+    let data = TempDir::new("dev-refuse");
+    let run = |upstream: &str, args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(["dev", "--upstream", upstream, "--seat", "dev@example.com"])
+            .args(args)
+            .arg("--data-dir")
+            .arg(&data.0)
+            .env_remove("TCCC_SDK_APP_ID")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(
+        "http://127.0.0.1:9",
+        &["--listen", "0.0.0.0:0", "--emulator"],
+    );
+    assert_eq!(code, Some(1));
+    assert!(
+        err.contains("--listen") && err.contains("not a loopback address"),
+        "{err}"
+    );
+    let (code, err) = run("http://127.0.0.1:9", &["--listen", "127.0.0.1:0"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("--sdk-app-id"), "{err}");
+    let (code, err) = run("ftp://x", &["--listen", "127.0.0.1:0", "--emulator"]);
+    assert_ne!(code, Some(0));
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
+#[tokio::test]
+async fn shutdown_delay_fails_readiness_first_and_keeps_serving_then_drains() {
+    let up = Upstream::ok("from upstream").await;
+    let dir = TempDir::new("delay");
+    let ca = write_certs(&dir, &["localhost", "127.0.0.1"]);
+    let path = dir.path("sidecar.toml");
+    std::fs::write(
+        &path,
+        config_text(&dir, &up.url(), "shutdown_delay = \"3s\""),
+    )
+    .unwrap();
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info");
+    let (child, rx) = spawn_reading(cmd, false);
+    let (mut addr, mut admin) = (None, None);
+    while addr.is_none() || admin.is_none() {
+        let line = rx.recv_timeout(WAIT).expect("the serving line");
+        let field = |name: &str| {
+            line.split(&format!("{name}="))
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+        };
+        addr = addr.or(field("listen"));
+        admin = admin.or(field("admin"));
+    }
+    let (addr, admin) = (addr.unwrap(), admin.unwrap());
+    let readyz = || async move {
+        reqwest::get(format!("http://{admin}/readyz"))
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    assert_eq!(readyz().await, 200);
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut status = readyz().await;
+    while status != 503 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        status = readyz().await;
+    }
+    assert_eq!(status, 503, "/readyz fails as soon as SIGTERM arrives");
+    // A new connection during the delay is still served.
+    let mut c = Client::connect(addr, &ca, Proto::H1, None).await;
+    let (parts, body) = c.get("/").await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(body, "from upstream");
+    drop(c);
+    assert_eq!(stop(child).await, Some(0));
+}
