@@ -79,8 +79,11 @@
     return true;
   }
 
-  // 401/403 are remembered for this tab's session, keyed by the cookies the page can see, so
-  // that the many OA users who are not agents do not ask on every page (a login changes them).
+  // A 403 (signed in, no seat) is remembered for this tab for a while, keyed by the cookies
+  // the page can see, so that the many OA users who are not agents do not ask on every page.
+  // A 401 is not: it is what the CRM's own login page gets, and the next page, after the
+  // login, must ask again (a session cookie is often HttpOnly, so the key would not change).
+  var REMEMBER_MS = 10 * 60 * 1000;
   function cookieKey() {
     var c = (document.cookie || "").split(";").sort().join(";");
     var h = 5381;
@@ -88,10 +91,13 @@
     return String(h);
   }
   function rememberedUnauthorized() {
-    try { return window.sessionStorage.getItem(RETRY_KEY) === cookieKey(); } catch (e) { return false; }
+    try {
+      var v = (window.sessionStorage.getItem(RETRY_KEY) || "").split("/");
+      return v[0] === cookieKey() && new Date().getTime() - Number(v[1]) < REMEMBER_MS;
+    } catch (e) { return false; }
   }
   function rememberUnauthorized() {
-    try { window.sessionStorage.setItem(RETRY_KEY, cookieKey()); } catch (e) { /* storage off */ }
+    try { window.sessionStorage.setItem(RETRY_KEY, cookieKey() + "/" + new Date().getTime()); } catch (e) { /* storage off */ }
   }
 
   var attempt = 0;
@@ -131,7 +137,7 @@
       }
       var error = (body && body.error) || "login_failed";
       if (status === 401 || status === 403) {
-        rememberUnauthorized();
+        if (status === 403) rememberUnauthorized();
         setState("unauthorized");
         return;
       }

@@ -445,9 +445,231 @@ async fn the_workbench_appears_in_a_real_browser_in_every_kind_of_page() {
         page.close().await.unwrap();
     }
 
+    demo_as_a_newcomer(&browser).await;
+
+    // The diagnostics page names an unreachable SDK host (a closed loopback port here) as
+    // the problem, beside the checks that pass.
+    {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed_port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let w = world(&format!(
+            "diag_hosts = [\"https://127.0.0.1:{closed_port}\"]"
+        ))
+        .await;
+        let page = open(&browser, &w, "/__tccc/diag", "alice").await;
+        let done = wait_for(&page, DIAG_STATE, &json!("done")).await;
+        assert_eq!(done, json!("done"));
+        let rows = eval(&page, DIAG_ROWS).await;
+        assert_eq!(rows["secure-context"][0], "ok", "{rows}");
+        assert_eq!(rows["sign-in"][0], "ok", "{rows}");
+        assert!(
+            rows["sign-in"][1]
+                .as_str()
+                .unwrap()
+                .contains("alice → seat alice@seat.example"),
+            "{rows}"
+        );
+        let reach = &rows[format!("reach https://127.0.0.1:{closed_port}")];
+        assert_eq!(reach[0], "fail", "{rows}");
+        assert!(
+            reach[2].as_str().unwrap().contains("network team"),
+            "{rows}"
+        );
+        let summary = eval(&page, "document.getElementById('summary').textContent").await;
+        assert!(
+            summary.as_str().unwrap().starts_with("1 problem"),
+            "{summary}"
+        );
+        assert_eq!(
+            eval(&page, "window.__csp").await,
+            json!([]),
+            "its own CSP holds"
+        );
+        // Not signed in: the row says so, and what to do.
+        let mut forget =
+            chromiumoxide::cdp::browser_protocol::network::DeleteCookiesParams::new("sid");
+        forget.url = Some(w.url("/"));
+        page.delete_cookie(forget).await.unwrap();
+        page.goto(w.url("/__tccc/diag")).await.unwrap();
+        let done = wait_for(&page, DIAG_STATE, &json!("done")).await;
+        assert_eq!(done, json!("done"));
+        let rows = eval(&page, DIAG_ROWS).await;
+        assert_eq!(rows["sign-in"][0], "fail", "{rows}");
+        assert_eq!(rows["sign-in"][1], "not signed in", "{rows}");
+        page.close().await.unwrap();
+    }
+
     let _ = browser.close().await;
     let _ = browser.wait().await;
     driver.abort();
+}
+
+const DIAG_STATE: &str = "document.documentElement.getAttribute('data-diag-state')";
+/// Each diagnostics row by its check id: [status, result, hint].
+const DIAG_ROWS: &str = "(function(){var o={};var r=document.querySelectorAll('tr[data-check]');for(var i=0;i<r.length;i++){o[r[i].getAttribute('data-check')]=[r[i].getAttribute('data-status'),r[i].children[1].textContent,r[i].children[2].textContent];}return o})()";
+
+/// `tccc-sidecar demo` as a newcomer runs it (the built binary, no configuration): log in
+/// through the CRM's form, see the workbench, click a customer's phone number, see the
+/// stand-in workbench start that call; then the diagnostics page. The screenshot of the
+/// page with the call is the README's (`target/screenshots/demo.png`, copied to docs/).
+async fn demo_as_a_newcomer(browser: &Browser) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tccc-sidecar"));
+    cmd.args(["demo", "--listen", "127.0.0.1:0"]);
+    let (_child, rx) = crate::cli::spawn_reading(cmd, true);
+    let port = loop {
+        let line = rx.recv_timeout(WAIT).expect("the demo's instructions");
+        if let Some(rest) = line.trim().strip_prefix("Open   https://localhost:") {
+            break rest.trim_end_matches('/').parse::<u16>().unwrap();
+        }
+    };
+    let base = format!("https://localhost:{port}");
+    let page = browser.new_page("about:blank").await.unwrap();
+    page.evaluate_on_new_document(COLLECT_VIOLATIONS)
+        .await
+        .unwrap();
+    page.goto(format!("{base}/")).await.unwrap();
+    page.find_element("input[name=user]")
+        .await
+        .expect("the login form")
+        .click()
+        .await
+        .unwrap()
+        .type_str("alice")
+        .await
+        .unwrap();
+    page.find_element("input[name=password]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap()
+        .type_str("alice-demo")
+        .await
+        .unwrap();
+    page.find_element("button[type=submit]")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // The form posts and the browser follows the redirect: evaluations fail while the
+    // document changes, so they are retried until the customer page has loaded.
+    let deadline = Instant::now() + BROWSER_WAIT;
+    let mut path = Value::Null;
+    while Instant::now() < deadline {
+        path = match page
+            .evaluate("document.readyState === 'complete' ? location.pathname : null")
+            .await
+        {
+            Ok(v) => v.into_value::<Value>().unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        if path == json!("/customers") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(path, json!("/customers"), "logged in");
+    assert_ready_with_button(&page, "demo").await;
+    page.find_element("a[href^='tel:']")
+        .await
+        .expect("a phone number")
+        .click()
+        .await
+        .unwrap();
+    let rows = wait_for(
+        &page,
+        "document.querySelectorAll('.tccc-standin-call').length",
+        &json!(1),
+    )
+    .await;
+    assert_eq!(rows, json!(1), "the call shows in the stand-in workbench");
+    let call = eval(
+        &page,
+        "document.querySelector('.tccc-standin-call').textContent",
+    )
+    .await;
+    assert!(call.as_str().unwrap().contains("+862155550101"), "{call}");
+    let status = wait_for(
+        &page,
+        "document.getElementById('call-status').textContent",
+        &json!("Call started: +862155550101"),
+    )
+    .await;
+    assert_eq!(status, json!("Call started: +862155550101"));
+    assert_eq!(
+        eval(&page, "location.pathname").await,
+        json!("/customers"),
+        "the OS dialler was not asked"
+    );
+    let shot = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
+    std::fs::create_dir_all(&shot).unwrap();
+    page.save_screenshot(
+        chromiumoxide::page::ScreenshotParams::builder()
+            .full_page(false)
+            .build(),
+        shot.join("demo.png"),
+    )
+    .await
+    .unwrap();
+
+    // The diagnostics page, from the same browser: everything passes, the emulator's SDK
+    // origin (learned from the token just issued) is reachable, and the microphone works.
+    page.goto(format!("{base}/__tccc/diag")).await.unwrap();
+    let done = wait_for(&page, DIAG_STATE, &json!("done")).await;
+    assert_eq!(done, json!("done"));
+    let rows = eval(&page, DIAG_ROWS).await;
+    for check in ["secure-context", "browser", "sign-in"] {
+        assert_eq!(rows[check][0], "ok", "{check}: {rows}");
+    }
+    assert!(
+        rows["sign-in"][1]
+            .as_str()
+            .unwrap()
+            .contains("alice → seat alice@demo.tccc-sidecar.example"),
+        "{rows}"
+    );
+    let reach: Vec<(&String, &Value)> = rows
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.starts_with("reach https://localhost:"))
+        .collect();
+    assert_eq!(reach.len(), 1, "{rows}");
+    assert_eq!(reach[0].1[0], "ok", "{rows}");
+    page.find_element("#test-microphone")
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    // A capture is tried and answered: headless Chromium here may have no audio device even
+    // with its fake-device flag, so a named failure with advice also counts as an answer.
+    let deadline = Instant::now() + BROWSER_WAIT;
+    let mut mic = Value::Null;
+    while Instant::now() < deadline {
+        mic = eval(&page, DIAG_ROWS).await["microphone"].clone();
+        if mic[0] != "idle" && mic[1] != "" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answered = mic[0] == "ok"
+        || (mic[0] == "fail"
+            && mic[1].as_str().unwrap_or("").starts_with("failed: ")
+            && !mic[2].as_str().unwrap_or("").is_empty());
+    assert!(answered, "{mic}");
+    assert_eq!(eval(&page, "window.__csp").await, json!([]));
+    page.save_screenshot(
+        chromiumoxide::page::ScreenshotParams::builder()
+            .full_page(true)
+            .build(),
+        shot.join("diag.png"),
+    )
+    .await
+    .unwrap();
+    page.close().await.unwrap();
 }
 
 /// The positive control's page still gets the workbench (its own inline script was blocked,

@@ -226,7 +226,7 @@ async fn run_serves_and_exits_zero_on_sigterm_after_draining() {
 
 /// Starts `cmd` with the given stream piped; its lines arrive on the returned channel. The
 /// guard kills the process if the test ends first.
-fn spawn_reading(
+pub(crate) fn spawn_reading(
     mut cmd: Command,
     stdout: bool,
 ) -> (ChildGuard, std::sync::mpsc::Receiver<String>) {
