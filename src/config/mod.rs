@@ -594,6 +594,19 @@ impl Config {
         if self.login.path == self.inject.loader_path {
             return err("inject.loader_path", "must differ from login.path");
         }
+        // Accepted by the contract but not built yet: refused rather than silently ignored.
+        if self.inject.mode == InjectMode::Shell {
+            return err(
+                "inject.mode",
+                "\"shell\" is not available in this version; use \"script\"",
+            );
+        }
+        if self.inject.click_to_call {
+            return err(
+                "inject.click_to_call",
+                "is not available in this version; leave it false",
+            );
+        }
         let diag = &self.inject.diag_path;
         if !diag.is_empty() {
             if !diag.starts_with('/') || diag.contains(['?', '#', ' ']) {

@@ -161,3 +161,31 @@ fn the_shipped_example_parses() {
     let text = include_str!("../../config/sidecar.example.toml");
     parse(text).unwrap();
 }
+
+#[test]
+fn features_not_built_yet_are_refused_not_ignored() {
+    let shell = MINIMAL.to_string() + "\n[inject]\nmode = \"shell\"\n";
+    assert!(error(&shell).contains("inject.mode"), "{}", error(&shell));
+    let c2c = MINIMAL.to_string() + "\n[inject]\nclick_to_call = true\n";
+    assert!(error(&c2c).contains("inject.click_to_call"));
+}
+
+#[test]
+fn diag_settings_are_checked() {
+    let off = MINIMAL.to_string() + "\n[inject]\ndiag_path = \"\"\n";
+    assert!(Config::parse(&off, std::path::Path::new("t.toml")).is_ok());
+    for bad in [
+        "diag_path = \"diag\"",
+        "diag_path = \"/loginTCCC\"",
+        "diag_hosts = [\"https://*.tccc.qcloud.com\"]",
+        "diag_hosts = [\"http://plain.example\"]",
+        "diag_hosts = [\"https://ok.example\", \"https://x.example/path\"]",
+    ] {
+        let text = MINIMAL.to_string() + "\n[inject]\n" + bad + "\n";
+        let e = error(&text);
+        assert!(e.contains("inject.diag_"), "{bad}: {e}");
+    }
+    let wildcard = MINIMAL.to_string()
+        + "\n[inject]\ndiag_hosts = [\"https://ok.example\", \"https://*.x\"]\n";
+    assert!(error(&wildcard).contains("inject.diag_hosts[1]"));
+}
