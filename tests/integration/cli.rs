@@ -908,3 +908,64 @@ async fn shutdown_delay_fails_readiness_first_and_keeps_serving_then_drains() {
     drop(c);
     assert_eq!(stop(child).await, Some(0));
 }
+
+/// `demo --host` as for browsers on other machines (127.0.0.2 stands for the machine's LAN
+/// address): the page, the certificate and the stand-in SDK's origin all use that name.
+#[tokio::test]
+async fn demo_on_another_address_serves_the_whole_flow_under_that_name() {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["demo", "--listen", "127.0.0.2:0", "--host", "127.0.0.2"]);
+    let (_child, rx) = spawn_reading(cmd, true);
+    let (mut port, mut ca) = (None, None);
+    while port.is_none() || ca.is_none() {
+        let line = rx.recv_timeout(WAIT).expect("the demo's instructions");
+        if let Some(rest) = line.trim().strip_prefix("Open   https://127.0.0.2:") {
+            port = Some(rest.trim_end_matches('/').parse::<u16>().unwrap());
+        }
+        if line.trim().ends_with("ca.crt") {
+            ca = Some(std::fs::read(line.trim()).unwrap());
+        }
+    }
+    let (port, ca) = (port.unwrap(), ca.unwrap());
+    let http = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = format!("https://127.0.0.2:{port}");
+    let login = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("user=bob&password=bob-demo")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let token = http
+        .post(format!("{base}/loginTCCC"))
+        .header("cookie", &cookie)
+        .header("sec-fetch-site", "same-origin")
+        .header("x-tccc-loader", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    let v: serde_json::Value = token.json().await.unwrap();
+    let sdk_url = v["SdkURL"].as_str().unwrap();
+    assert!(sdk_url.starts_with("https://127.0.0.2:"), "{sdk_url}");
+    // Verified against the demo CA by that address: what a browser elsewhere would fetch.
+    let js = http.get(sdk_url).send().await.unwrap();
+    assert_eq!(js.status(), 200);
+    assert!(js
+        .text()
+        .await
+        .unwrap()
+        .contains("bob@demo.tccc-sidecar.example"));
+}
