@@ -83,8 +83,9 @@ pub fn batch_writer<W: Write + Send + 'static>(mut out: W) -> (BatchWriter, Flus
     )
 }
 
-impl Write for BatchWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+impl BatchWriter {
+    /// Appends `data` (whole lines) to the buffer.
+    pub fn append(&self, data: &[u8]) {
         let mut g = self.shared.buf.lock().unwrap_or_else(|p| p.into_inner());
         while g.0.len() >= BLOCK_AT && !g.1 {
             self.shared.wake.notify_one();
@@ -98,6 +99,12 @@ impl Write for BatchWriter {
         if g.0.len() >= FLUSH_AT {
             self.shared.wake.notify_one();
         }
+    }
+}
+
+impl Write for BatchWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.append(data);
         Ok(data.len())
     }
 

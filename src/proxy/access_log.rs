@@ -39,7 +39,26 @@ pub fn loggable_path(path: &str) -> String {
 
 impl Drop for AccessLog {
     fn drop(&mut self) {
+        self.metrics.count_status(self.status);
+        // The level filter still decides (`RUST_LOG`, `log.level`), through tracing's cached
+        // per-callsite interest.
+        if !tracing::enabled!(target: "tccc_sidecar::access", tracing::Level::INFO) {
+            return;
+        }
         let total_ms = self.start.elapsed().as_secs_f64() * 1000.0;
+        if let Some(sink) = crate::logging::access_sink() {
+            LINE.with(|line| {
+                let mut line = line.borrow_mut();
+                line.clear();
+                if sink.json {
+                    self.json_line(&mut line, total_ms);
+                } else {
+                    self.text_line(&mut line, total_ms);
+                }
+                sink.writer.append(line.as_bytes());
+            });
+            return;
+        }
         tracing::info!(
             target: "tccc_sidecar::access",
             method = %self.method,
@@ -52,7 +71,114 @@ impl Drop for AccessLog {
             outcome = self.outcome,
             request_id = %self.request_id,
         );
-        self.metrics.count_status(self.status);
+    }
+}
+
+thread_local! {
+    static LINE: std::cell::RefCell<String> = std::cell::RefCell::new(String::with_capacity(256));
+    /// The formatted date and time of the last second seen, as nginx caches its time string.
+    static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+}
+
+/// `2026-11-25T17:40:02.298455Z`, as tracing's default timer writes it.
+fn push_timestamp(out: &mut String) {
+    use std::fmt::Write;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = now.as_secs();
+    SECOND.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.0 != secs {
+            c.1.clear();
+            if let Ok(t) = time::OffsetDateTime::from_unix_timestamp(secs as i64) {
+                let _ = write!(
+                    c.1,
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                    t.year(),
+                    u8::from(t.month()),
+                    t.day(),
+                    t.hour(),
+                    t.minute(),
+                    t.second()
+                );
+            }
+            c.0 = secs;
+        }
+        out.push_str(&c.1);
+    });
+    let _ = write!(out, ".{:06}Z", now.subsec_micros());
+}
+
+/// One decimal place, as the tracing fields were rounded.
+fn push_ms(out: &mut String, ms: f64) {
+    use std::fmt::Write;
+    let _ = write!(out, "{:.1}", ms);
+}
+
+impl AccessLog {
+    fn text_line(&self, out: &mut String, total_ms: f64) {
+        use std::fmt::Write;
+        push_timestamp(out);
+        out.push_str("  INFO tccc_sidecar::access: method=");
+        out.push_str(self.method.as_str());
+        out.push_str(" path=");
+        out.push_str(&self.path);
+        let _ = write!(out, " status={} client={}", self.status, self.client);
+        out.push_str(" upstream_ms=");
+        match self.upstream_ms {
+            Some(v) => push_ms(out, v),
+            None => out.push('-'),
+        }
+        out.push_str(" total_ms=");
+        push_ms(out, total_ms);
+        let _ = write!(
+            out,
+            " bytes={} outcome={} request_id=",
+            self.bytes, self.outcome
+        );
+        out.push_str(&self.request_id);
+        out.push('\n');
+    }
+
+    fn json_line(&self, out: &mut String, total_ms: f64) {
+        use std::fmt::Write;
+        out.push_str("{\"timestamp\":\"");
+        push_timestamp(out);
+        out.push_str("\",\"level\":\"INFO\",\"target\":\"tccc_sidecar::access\",\"method\":");
+        push_json_str(out, self.method.as_str());
+        out.push_str(",\"path\":");
+        push_json_str(out, &self.path);
+        let _ = write!(
+            out,
+            ",\"status\":{},\"client\":\"{}\"",
+            self.status, self.client
+        );
+        out.push_str(",\"upstream_ms\":");
+        match self.upstream_ms {
+            Some(v) => push_ms(out, v),
+            None => out.push_str("null"),
+        }
+        out.push_str(",\"total_ms\":");
+        push_ms(out, total_ms);
+        let _ = write!(
+            out,
+            ",\"bytes\":{},\"outcome\":\"{}\",\"request_id\":",
+            self.bytes, self.outcome
+        );
+        push_json_str(out, &self.request_id);
+        out.push_str("}\n");
+    }
+}
+
+/// A JSON string (quotes, backslashes and control characters escaped).
+fn push_json_str(out: &mut String, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::Value::from(s).to_string());
     }
 }
 
@@ -87,12 +213,18 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
-        let res = this.inner.poll_frame(cx);
+        let mut inner = this.inner;
+        let res = inner.as_mut().poll_frame(cx);
         if let Some(log) = this.log.as_mut() {
             match &res {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(d) = frame.data_ref() {
                         log.bytes += d.remaining() as u64;
+                    }
+                    // hyper stops polling once a sized body is complete, so the end is seen
+                    // here rather than as a final `None`.
+                    if inner.is_end_stream() {
+                        log.outcome = "complete";
                     }
                 }
                 Poll::Ready(Some(Err(_))) => log.outcome = "upstream_aborted",
@@ -109,5 +241,62 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn log(path: &str, upstream_ms: Option<f64>) -> AccessLog {
+        AccessLog {
+            method: http::Method::GET,
+            path: path.into(),
+            client: "127.0.0.2".parse().unwrap(),
+            status: 200,
+            start: Instant::now(),
+            upstream_ms,
+            bytes: 3,
+            request_id: "rid-1".into(),
+            outcome: "complete",
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    #[test]
+    fn json_lines_parse_with_every_field_even_for_odd_paths() {
+        for path in ["/a", "/q\"uote\\back", "/\u{7f}\u{1}x"] {
+            let mut out = String::new();
+            log(path, Some(0.25)).json_line(&mut out, 1.04);
+            assert!(
+                out.ends_with('\n') && out.matches('\n').count() == 1,
+                "{out}"
+            );
+            let v: serde_json::Value = serde_json::from_str(&out).expect(&out);
+            assert_eq!(v["path"], path);
+            assert_eq!(v["target"], "tccc_sidecar::access");
+            assert_eq!(v["status"], 200);
+            assert_eq!(v["client"], "127.0.0.2");
+            assert_eq!(v["bytes"], 3);
+            assert_eq!(v["total_ms"], 1.0);
+            assert_eq!(v["request_id"], "rid-1");
+            let ts = v["timestamp"].as_str().unwrap();
+            assert!(
+                time::OffsetDateTime::parse(ts, &time::format_description::well_known::Rfc3339)
+                    .is_ok(),
+                "{ts}"
+            );
+        }
+        let mut out = String::new();
+        log("/", None).json_line(&mut out, 0.0);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(v["upstream_ms"].is_null());
+    }
+
+    #[test]
+    fn text_lines_read_like_tracing_lines() {
+        let mut out = String::new();
+        log("/hello", Some(0.34)).text_line(&mut out, 2.0);
+        assert!(out.contains("  INFO tccc_sidecar::access: method=GET path=/hello status=200 client=127.0.0.2 upstream_ms=0.3 total_ms=2.0 bytes=3 outcome=complete request_id=rid-1\n"), "{out}");
     }
 }

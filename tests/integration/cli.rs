@@ -214,7 +214,9 @@ async fn run_serves_and_exits_zero_on_sigterm_after_draining() {
         .find(|l| l.contains("tccc_sidecar::access"))
         .expect("an access log line");
     assert!(
-        access.contains("path=/hello") && access.contains("status=200"),
+        access.contains("path=/hello")
+            && access.contains("status=200")
+            && access.contains("outcome=complete"),
         "{access}"
     );
     assert!(
