@@ -189,3 +189,36 @@ fn diag_settings_are_checked() {
         + "\n[inject]\ndiag_hosts = [\"https://ok.example\", \"https://*.x\"]\n";
     assert!(error(&wildcard).contains("inject.diag_hosts[1]"));
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// Any text, and any valid configuration with one line replaced by noise, is either
+        /// accepted or refused with one line naming the file: never a panic.
+        #[test]
+        fn any_config_text_is_answered_in_one_line(
+            noise in "[\\[\\]a-z_.=\" 0-9/:,{}\n-]{0,200}",
+            line in 0usize..12,
+        ) {
+            for text in [
+                noise.clone(),
+                MINIMAL
+                    .lines()
+                    .enumerate()
+                    .map(|(i, l)| if i == line { noise.as_str() } else { l })
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ] {
+                if let Err(e) = parse(&text) {
+                    let e = e.to_string();
+                    prop_assert!(e.starts_with("test.toml"), "{}", e);
+                    prop_assert_eq!(e.trim_end().lines().count(), 1, "{}", e);
+                }
+            }
+        }
+    }
+}

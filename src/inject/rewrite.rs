@@ -428,4 +428,78 @@ mod tests {
         assert!(page_encoding("text/html; charset=GBK").unwrap().is_some());
         assert!(page_encoding("text/html").unwrap().is_none());
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Pieces of markup the rewriter must get right in any order: heads and bodies that
+        /// open, close, repeat or are missing, and the places where `</head>` is not a tag.
+        fn piece() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just("<!doctype html>".to_string()),
+                Just("<html lang=\"zh\">".to_string()),
+                Just("<head>".to_string()),
+                Just("</head>".to_string()),
+                Just("<HEAD >".to_string()),
+                Just("<body class=\"x\">".to_string()),
+                Just("</body>".to_string()),
+                Just("</html>".to_string()),
+                Just("<title>客户 &amp; x</title>".to_string()),
+                Just("<script>var s = '</head><body>';</script>".to_string()),
+                Just("<!-- </head> -->".to_string()),
+                Just("<textarea></head></textarea>".to_string()),
+                Just("<p data-x=\"</head>\">".to_string()),
+                Just("<frameset><frame src=a></frameset>".to_string()),
+                Just("<".to_string()),
+                Just(">".to_string()),
+                "[a-zA-Z0-9 \n\t/=\"'&;中文€-]{0,12}",
+            ]
+        }
+
+        fn page() -> impl Strategy<Value = String> {
+            prop::collection::vec(piece(), 0..24).prop_map(|v| v.concat())
+        }
+
+        /// Splits `len` bytes at the given cut points.
+        fn chunked(html: &[u8], cuts: &[usize]) -> Vec<u8> {
+            let mut points: Vec<usize> = cuts.iter().map(|c| c % (html.len() + 1)).collect();
+            points.sort_unstable();
+            points.dedup();
+            let mut r = Rewriter::new(
+                Arc::new(PageInjection::plain(Arc::from("/__tccc/loader.js"))),
+                Position::Head,
+                AsciiCompatibleEncoding::new(encoding_rs::UTF_8).unwrap(),
+            );
+            let mut out = Vec::new();
+            let mut at = 0;
+            for p in points.into_iter().chain([html.len()]) {
+                r.write(&html[at..p], &mut out).unwrap();
+                at = p;
+            }
+            r.end(&mut out).unwrap();
+            out
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(400))]
+
+            /// The injector's invariant: the output is the input plus exactly one tag, byte
+            /// for byte, however the input is split into chunks.
+            #[test]
+            fn output_is_input_plus_one_tag_for_any_split(
+                html in page(),
+                cuts in prop::collection::vec(any::<usize>(), 0..16),
+            ) {
+                let out = chunked(html.as_bytes(), &cuts);
+                let text = String::from_utf8(out).expect("UTF-8 in, UTF-8 out");
+                prop_assert_eq!(text.matches(TAG).count(), 1, "{}", text);
+                let at = text.find(TAG).unwrap();
+                let rest = format!("{}{}", &text[..at], &text[at + TAG.len()..]);
+                prop_assert_eq!(rest, html.clone());
+                let whole = String::from_utf8(chunked(html.as_bytes(), &[])).unwrap();
+                prop_assert_eq!(text, whole, "the split changed the result");
+            }
+        }
+    }
 }
