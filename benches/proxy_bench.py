@@ -301,6 +301,10 @@ tls_key = "{key}"
 worker_threads = {workers}
 [upstream]
 url = "http://127.0.0.1:{up_port}"
+[inject]
+# Like for like with nginx's proxy_pass: pages pass through unchanged here; injection is
+# compared with nginx's sub_filter in benches/inject_bench.py.
+mode = "off"
 [log]
 level = "info"
 """)

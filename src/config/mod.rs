@@ -308,6 +308,9 @@ pub enum InjectMode {
     #[default]
     Script,
     Shell,
+    /// No page is rewritten: `/loginTCCC` and the loader are still served, for pages that
+    /// load the workbench themselves (the vendor's snippet, or the loader's tag).
+    Off,
 }
 
 #[derive(Debug, Clone, Deserialize)]

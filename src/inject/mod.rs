@@ -27,6 +27,8 @@ use hyper::body::Incoming;
 use std::sync::Arc;
 
 pub struct Injector {
+    /// `inject.mode = "off"`: pages pass through unchanged.
+    off: bool,
     /// The loader path, escaped for an attribute value.
     loader_src: Arc<str>,
     loader_path: String,
@@ -67,6 +69,7 @@ impl Injector {
     ) -> Injector {
         let i = &config.inject;
         Injector {
+            off: i.mode == crate::config::InjectMode::Off,
             loader_src: Arc::from(html_attr(&i.loader_path)),
             loader_path: i.loader_path.clone(),
             csp_mode: match i.csp.as_deref() {
@@ -98,6 +101,12 @@ impl Injector {
         upgrade: bool,
     ) -> Prepared {
         let navigation = gate::is_navigation(headers);
+        if self.off {
+            return Prepared {
+                plan: Err("off"),
+                navigation,
+            };
+        }
         let plan = match gate::request_skip(method, headers, path, &self.paths, upgrade) {
             Some(reason) => Err(reason),
             None => {

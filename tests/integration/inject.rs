@@ -1025,3 +1025,34 @@ async fn a_large_streamed_page_comes_out_whole_after_the_tag_is_placed() {
         3.0
     );
 }
+
+#[tokio::test]
+async fn inject_mode_off_passes_pages_through_untouched_but_still_serves_the_loader() {
+    let up = html_upstream("gzip", PAGE).await;
+    let side = Sidecar::start(&up.url(), "", "\n[inject]\nmode = \"off\"\n").await;
+    let mut c = side.h1().await;
+    let (parts, body) = read(c.send(nav("/", Some("gzip, br"))).await.unwrap()).await;
+    assert_eq!(parts.status, 200);
+    assert_eq!(
+        parts.headers["content-encoding"], "gzip",
+        "the upstream's coding"
+    );
+    assert_eq!(
+        body.as_ref(),
+        encode("gzip", PAGE.as_bytes()),
+        "byte for byte"
+    );
+    assert_eq!(
+        parts.headers["etag"], "\"v1\"",
+        "a strong ETag stays strong"
+    );
+    assert_eq!(
+        up.requests()[0].headers["accept-encoding"],
+        "gzip, br",
+        "the client's own Accept-Encoding"
+    );
+    let (parts, body) = c.get("/__tccc/loader.js").await;
+    assert_eq!(parts.status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("/loginTCCC"));
+    assert_eq!(up.count(), 1, "the loader never reaches the upstream");
+}
