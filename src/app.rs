@@ -6,8 +6,41 @@ use crate::state::AppState;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// Raises the soft limit on open files to the hard limit: each client connection and each
+/// pooled upstream connection is a descriptor, and the usual soft limit (1024) caps a proxy
+/// at a few hundred clients. Returns (before, after).
+pub fn raise_fd_limit() -> Option<(u64, u64)> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
+        return None;
+    }
+    let before = r.rlim_cur as u64;
+    if r.rlim_cur < r.rlim_max {
+        r.rlim_cur = r.rlim_max;
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
+            return Some((before, before));
+        }
+    }
+    Some((before, r.rlim_cur as u64))
+}
+
 /// Runs until a termination signal; errors are one line for the operator.
 pub async fn run(config: Config) -> Result<(), String> {
+    match raise_fd_limit() {
+        Some((_, after)) if after < 4096 => tracing::warn!(
+            limit = after,
+            "open-file limit is low: about {} client connections at most; raise LimitNOFILE / ulimit -n",
+            after / 2
+        ),
+        Some((before, after)) if after != before => {
+            tracing::info!(from = before, to = after, "open-file limit raised")
+        }
+        _ => {}
+    }
     let state = AppState::new(config)?;
     let cfg = &state.config;
     let tls = bind(cfg.server.listen, "server.listen").await?;
