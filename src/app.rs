@@ -18,14 +18,14 @@ pub fn raise_fd_limit() -> Option<(u64, u64)> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } != 0 {
         return None;
     }
-    let before = r.rlim_cur as u64;
+    let before = r.rlim_cur;
     if r.rlim_cur < r.rlim_max {
         r.rlim_cur = r.rlim_max;
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) } != 0 {
             return Some((before, before));
         }
     }
-    Some((before, r.rlim_cur as u64))
+    Some((before, r.rlim_cur))
 }
 
 /// Runs until a termination signal; errors are one line for the operator.
