@@ -521,31 +521,9 @@ async fn demo_shows_the_crm_with_the_loader_and_logs_agents_in_through_the_emula
         }
     }
     let (port, ca) = (port.unwrap(), std::fs::read(ca.unwrap()).unwrap());
-    let http = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .resolve(
-            "localhost",
-            std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        )
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let http = localhost_client(&ca, port);
     let base = format!("https://localhost:{port}");
-    let login = http
-        .post(format!("{base}/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("user=alice&password=alice-demo")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 303);
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = demo_login(&http, &base, "alice").await;
     let page = http
         .get(format!("{base}/customers"))
         .header("cookie", &cookie)
@@ -628,6 +606,25 @@ fn read_dev_banner(rx: &std::sync::mpsc::Receiver<String>) -> (u16, String, Vec<
             return (port.expect("the URL"), ca.expect("the CA path"), lines);
         }
     }
+}
+
+/// Logs a demo user in through the demo CRM's form; returns the session cookie (`name=value`).
+async fn demo_login(http: &reqwest::Client, base: &str, user: &str) -> String {
+    let login = http
+        .post(format!("{base}/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("user={user}&password={user}-demo"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    login.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 fn localhost_client(ca: &[u8], port: u16) -> reqwest::Client {
@@ -935,21 +932,7 @@ async fn demo_on_another_address_serves_the_whole_flow_under_that_name() {
         .build()
         .unwrap();
     let base = format!("https://127.0.0.2:{port}");
-    let login = http
-        .post(format!("{base}/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("user=bob&password=bob-demo")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 303);
-    let cookie = login.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let cookie = demo_login(&http, &base, "bob").await;
     let token = http
         .post(format!("{base}/loginTCCC"))
         .header("cookie", &cookie)
