@@ -37,6 +37,9 @@ pub enum Command {
         /// The host name or address other machines' browsers use (the certificate names it).
         #[arg(long, value_name = "NAME")]
         host: Option<String>,
+        /// Shell mode: calls survive navigation from page to page (`inject.mode = "shell"`).
+        #[arg(long)]
+        shell: bool,
     },
     /// Local HTTPS dev server in front of a local app: one seat, loopback only.
     Dev(Box<crate::dev::DevArgs>),
@@ -65,7 +68,11 @@ pub fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
         #[cfg(feature = "emulator")]
-        Command::Demo { listen, host } => demo(listen, host),
+        Command::Demo {
+            listen,
+            host,
+            shell,
+        } => demo(listen, host, shell),
         Command::Dev(args) => dev(*args),
         #[cfg(feature = "emulator")]
         Command::Emulator(args) => {
@@ -137,13 +144,13 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
 }
 
 #[cfg(feature = "emulator")]
-fn demo(listen: std::net::SocketAddr, host: Option<String>) -> ExitCode {
+fn demo(listen: std::net::SocketAddr, host: Option<String>, shell: bool) -> ExitCode {
     let _log = crate::logging::init(crate::config::LogFormat::Text, "warn,tccc_sidecar=info");
     let rt = match runtime(crate::runtime::worker_threads(None)) {
         Ok(rt) => rt,
         Err(e) => return fail(&e),
     };
-    match rt.block_on(crate::demo::run(listen, host)) {
+    match rt.block_on(crate::demo::run(listen, host, shell)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }

@@ -48,6 +48,7 @@ pub struct Metrics {
     pub seats_reloads: Family<ResultLabel, Counter>,
     pub injections: Family<ResultLabel, Counter>,
     pub injection_skips: Family<ReasonLabel, Counter>,
+    pub shell: Family<OutcomeLabel, Counter>,
     pub ccc_endpoint_emulator: Gauge,
 }
 
@@ -181,6 +182,12 @@ impl Metrics {
             "Pages that did not get the loader, by reason (method, status, range, encoding, charset, xhtml, no_transform, fetch_dest, xhr, excluded, ...)",
             injection_skips.clone(),
         );
+        let shell = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "shell",
+            "Shell mode answers, by outcome (shell, framed, script_fallback, breakout)",
+            shell.clone(),
+        );
         let ccc_endpoint_emulator = Gauge::default();
         registry.register(
             "ccc_endpoint_emulator",
@@ -210,6 +217,7 @@ impl Metrics {
             seats_reloads,
             injections,
             injection_skips,
+            shell,
             ccc_endpoint_emulator,
         }
     }
@@ -263,6 +271,10 @@ impl Metrics {
         self.injection_skips
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    pub fn shell(&self, outcome: &'static str) {
+        self.shell.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     /// The Prometheus text exposition of every metric.

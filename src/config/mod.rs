@@ -346,6 +346,27 @@ pub struct InjectConfig {
     /// since start are always added.
     #[serde(default)]
     pub diag_hosts: Option<Vec<String>>,
+    /// Click-to-call: E.164 prefixes (`+86`) a number must start with; empty allows any
+    /// number that no deny prefix matches.
+    #[serde(default)]
+    pub click_to_call_allow: Vec<String>,
+    /// Click-to-call: E.164 prefixes that are never dialled (premium-rate and international
+    /// satellite ranges by default: `tel:` links in user-written notes are a toll-fraud path).
+    #[serde(default = "defaults::click_to_call_deny")]
+    pub click_to_call_deny: Vec<String>,
+    /// Click-to-call: the country calling code (`"86"`) that makes a national number (no `+`)
+    /// international; without it, only numbers written with `+` or `00` are dialled.
+    #[serde(default)]
+    pub click_to_call_country: Option<String>,
+    /// Shell mode: paths whose activation in the frame ends the workbench (the agent goes
+    /// offline); default: `identity.logout_paths`.
+    #[serde(default)]
+    pub logout_paths: Option<Vec<String>>,
+    /// Shell mode: a file with the key that fingerprints users for the shell (at least 32
+    /// bytes). Default: derived from the CCC SecretKey, so replicas with the same credentials
+    /// agree.
+    #[serde(default)]
+    pub shell_key_file: Option<PathBuf>,
 }
 
 impl Default for InjectConfig {
@@ -362,6 +383,11 @@ impl Default for InjectConfig {
             csp: None,
             diag_path: defaults::diag_path(),
             diag_hosts: None,
+            click_to_call_allow: Vec::new(),
+            click_to_call_deny: defaults::click_to_call_deny(),
+            click_to_call_country: None,
+            logout_paths: None,
+            shell_key_file: None,
         }
     }
 }
@@ -395,6 +421,14 @@ impl Default for LogConfig {
 
 mod defaults {
     use super::{Duration, Rate};
+    /// ITU-T international premium-rate (+979), shared-cost (+808) and international
+    /// networks and satellite services (+870, +881, +882, +883): ranges that cost the caller
+    /// far more than a call and that an agent's CRM never needs.
+    pub fn click_to_call_deny() -> Vec<String> {
+        ["+979", "+808", "+870", "+881", "+882", "+883"]
+            .map(String::from)
+            .to_vec()
+    }
     pub fn yes() -> bool {
         true
     }
@@ -597,18 +631,45 @@ impl Config {
         if self.login.path == self.inject.loader_path {
             return err("inject.loader_path", "must differ from login.path");
         }
-        // Accepted by the contract but not built yet: refused rather than silently ignored.
-        if self.inject.mode == InjectMode::Shell {
-            return err(
-                "inject.mode",
-                "\"shell\" is not available in this version; use \"script\"",
-            );
+        for (key, list) in [
+            (
+                "inject.click_to_call_allow",
+                &self.inject.click_to_call_allow,
+            ),
+            ("inject.click_to_call_deny", &self.inject.click_to_call_deny),
+        ] {
+            for (i, p) in list.iter().enumerate() {
+                let digits = p.strip_prefix('+').unwrap_or("");
+                if digits.is_empty()
+                    || digits.len() > 15
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return err(
+                        &format!("{key}[{i}]"),
+                        "must be a + and 1 to 15 digits, such as \"+86\"",
+                    );
+                }
+            }
         }
-        if self.inject.click_to_call {
-            return err(
-                "inject.click_to_call",
-                "is not available in this version; leave it false",
-            );
+        if let Some(cc) = &self.inject.click_to_call_country {
+            if cc.is_empty()
+                || cc.len() > 3
+                || !cc.bytes().all(|b| b.is_ascii_digit())
+                || cc.starts_with('0')
+            {
+                return err(
+                    "inject.click_to_call_country",
+                    "must be a country calling code of 1 to 3 digits, such as \"86\"",
+                );
+            }
+        }
+        for (i, p) in self.inject.logout_paths.iter().flatten().enumerate() {
+            if !p.starts_with('/') {
+                return err(
+                    &format!("inject.logout_paths[{i}]"),
+                    "must be an absolute path such as /logout",
+                );
+            }
         }
         let diag = &self.inject.diag_path;
         if !diag.is_empty() {

@@ -163,11 +163,41 @@ fn the_shipped_example_parses() {
 }
 
 #[test]
-fn features_not_built_yet_are_refused_not_ignored() {
-    let shell = MINIMAL.to_string() + "\n[inject]\nmode = \"shell\"\n";
-    assert!(error(&shell).contains("inject.mode"), "{}", error(&shell));
-    let c2c = MINIMAL.to_string() + "\n[inject]\nclick_to_call = true\n";
-    assert!(error(&c2c).contains("inject.click_to_call"));
+fn shell_and_click_to_call_settings_are_checked() {
+    let ok = MINIMAL.to_string()
+        + "\n[inject]\nmode = \"shell\"\nclick_to_call = true\nclick_to_call_allow = [\"+86\"]\nclick_to_call_country = \"86\"\nlogout_paths = [\"/logout\"]\n";
+    let c = Config::parse(&ok, std::path::Path::new("t.toml")).unwrap();
+    assert_eq!(c.inject.mode, InjectMode::Shell);
+    assert!(c.inject.click_to_call);
+    assert!(c.inject.click_to_call_deny.contains(&"+979".to_string()));
+    for (bad, key) in [
+        (
+            "click_to_call_allow = [\"86\"]",
+            "inject.click_to_call_allow[0]",
+        ),
+        (
+            "click_to_call_deny = [\"+1900\", \"+\"]",
+            "inject.click_to_call_deny[1]",
+        ),
+        (
+            "click_to_call_deny = [\"+12a\"]",
+            "inject.click_to_call_deny[0]",
+        ),
+        (
+            "click_to_call_country = \"+86\"",
+            "inject.click_to_call_country",
+        ),
+        (
+            "click_to_call_country = \"0\"",
+            "inject.click_to_call_country",
+        ),
+        ("logout_paths = [\"logout\"]", "inject.logout_paths[0]"),
+        ("mode = \"frames\"", "inject.mode"),
+    ] {
+        let text = MINIMAL.to_string() + "\n[inject]\n" + bad + "\n";
+        let e = error(&text);
+        assert!(e.contains(key), "{bad}: {e}");
+    }
 }
 
 #[test]

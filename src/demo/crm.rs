@@ -1,6 +1,8 @@
 //! The demo CRM: a deliberately ordinary, legacy-style web app (plain HTTP, server-rendered
 //! pages, a session cookie) for the sidecar to front. Two users, a customer list with phone
-//! numbers, and `/api/whoami` answering the logged-in user's id as JSON.
+//! numbers, a page per customer with notes added by a form POST, a `target="_top"` link in
+//! the header (as framed legacy apps have), and `/api/whoami` answering the logged-in
+//! user's id as JSON.
 
 use crate::proxy::responses::full;
 use crate::proxy::Body;
@@ -40,10 +42,17 @@ const CALL_SCRIPT: &str = "document.addEventListener('click', function (e) {\
   }, function (err) { s.textContent = 'Call failed: ' + (err && err.message || err); });\
 });";
 
-/// Sessions: random token → user id.
+/// Sessions: random token → user id; notes per customer.
 #[derive(Default, Clone)]
 pub struct Crm {
     sessions: Arc<Mutex<HashMap<String, String>>>,
+    notes: Arc<Mutex<HashMap<usize, Vec<String>>>>,
+}
+
+/// `/customers/N` (N from 1) → the customer's index.
+fn customer_index(path: &str) -> Option<usize> {
+    let n: usize = path.strip_prefix("/customers/")?.parse().ok()?;
+    (1..=CUSTOMERS.len()).contains(&n).then(|| n - 1)
 }
 
 impl Crm {
@@ -69,9 +78,34 @@ impl Crm {
                 r
             }
             (&Method::GET, "/customers") => match user {
-                Some(u) => html(StatusCode::OK, &customers_page(&u)),
+                Some(u) => html_titled(StatusCode::OK, "Customers", &customers_page(&u)),
                 None => redirect("/login"),
             },
+            (&Method::GET, "/reports/legacy") => match user {
+                Some(u) => html_titled(StatusCode::OK, "Legacy report", &legacy_report(&u)),
+                None => redirect("/login"),
+            },
+            (&Method::GET, path) if customer_index(path).is_some() => {
+                match (user, customer_index(path)) {
+                    (Some(u), Some(i)) => {
+                        let notes = self.notes_lock().get(&i).cloned().unwrap_or_default();
+                        html_titled(
+                            StatusCode::OK,
+                            CUSTOMERS[i].0,
+                            &customer_page(&u, i, &notes),
+                        )
+                    }
+                    _ => redirect("/login"),
+                }
+            }
+            (&Method::POST, path) if path.ends_with("/notes") => {
+                let index = customer_index(path.trim_end_matches("/notes"));
+                match (user, index) {
+                    (Some(_), Some(i)) => self.add_note(req, i).await,
+                    (None, _) => redirect("/login"),
+                    _ => html(StatusCode::NOT_FOUND, "<h1>Not found</h1>"),
+                }
+            }
             (&Method::GET, "/api/whoami") => match user {
                 Some(u) => {
                     let name = USERS.iter().find(|x| x.0 == u).map(|x| x.1).unwrap_or("");
@@ -92,6 +126,36 @@ impl Crm {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
         self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn notes_lock(&self) -> std::sync::MutexGuard<'_, HashMap<usize, Vec<String>>> {
+        self.notes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A note from the customer page's form; then back to the page (POST, redirect, GET).
+    async fn add_note(&self, req: Request<Incoming>, customer: usize) -> Response<Body> {
+        let body = match http_body_util::Limited::new(req.into_body(), 4096)
+            .collect()
+            .await
+        {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return html(StatusCode::PAYLOAD_TOO_LARGE, "<h1>Too large</h1>"),
+        };
+        let form = form_decode(&String::from_utf8_lossy(&body));
+        let note = form.get("note").map(|n| n.trim()).unwrap_or("");
+        if !note.is_empty() {
+            let mut notes = self.notes_lock();
+            let list = notes.entry(customer).or_default();
+            if list.len() < 50 {
+                list.push(note.chars().take(500).collect());
+            }
+        }
+        let mut r = Response::new(full(""));
+        *r.status_mut() = StatusCode::SEE_OTHER;
+        if let Ok(v) = header::HeaderValue::from_str(&format!("/customers/{}", customer + 1)) {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        r
     }
 
     fn session_user(&self, req: &Request<Incoming>) -> Option<String> {
@@ -160,17 +224,37 @@ fn redirect(to: &'static str) -> Response<Body> {
 }
 
 fn html(status: StatusCode, body: &str) -> Response<Body> {
+    html_titled(status, "", body)
+}
+
+fn html_titled(status: StatusCode, title: &str, body: &str) -> Response<Body> {
+    let title = if title.is_empty() {
+        "Demo CRM".to_string()
+    } else {
+        format!("{} — Demo CRM", escape(title))
+    };
     let page = format!(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Demo CRM</title>\
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
          <style>body{{font-family:system-ui,sans-serif;margin:2rem;max-width:48rem}}table{{border-collapse:collapse}}\
          td,th{{padding:.4rem .8rem;border-bottom:1px solid #ddd;text-align:left}}</style></head>\
          <body>{body}</body></html>\n"
     );
     let mut r = Response::new(full(page));
     *r.status_mut() = status;
-    r.headers_mut().insert(
+    let h = r.headers_mut();
+    h.insert(
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    // What security scanners make legacy apps send: no framing at all. Shell mode relaxes it
+    // to same-origin for its own frame only.
+    h.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static("frame-ancestors 'none'"),
     );
     r
 }
@@ -187,22 +271,84 @@ fn login_page(error: Option<&str>) -> String {
     )
 }
 
-fn customers_page(user: &str) -> String {
-    let name = USERS
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn display_name(user: &str) -> &str {
+    USERS
         .iter()
         .find(|x| x.0 == user)
         .map(|x| x.1)
-        .unwrap_or(user);
+        .unwrap_or(user)
+}
+
+/// The header of every signed-in page. Its "Customers" link has `target="_top"`, as links in
+/// the navigation of framed legacy apps often do.
+fn header_bar(user: &str) -> String {
+    format!(
+        "<p>Logged in as <b id=\"user\">{}</b> · <a id=\"nav-customers\" href=\"/customers\" target=\"_top\">Customers</a> \
+         · <a href=\"/logout\">Log out</a></p>",
+        escape(display_name(user))
+    )
+}
+
+fn phone_link(phone: &str) -> String {
+    let digits: String = phone
+        .chars()
+        .filter(|c| c.is_ascii_digit() || *c == '+')
+        .collect();
+    format!("<a href=\"tel:{digits}\">{phone}</a>")
+}
+
+fn customers_page(user: &str) -> String {
     let rows: String = CUSTOMERS
         .iter()
-        .map(|(company, contact, phone)| {
-            let digits: String = phone.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect();
-            format!("<tr><td>{company}</td><td>{contact}</td><td><a href=\"tel:{digits}\">{phone}</a></td></tr>")
+        .enumerate()
+        .map(|(i, (company, contact, phone))| {
+            format!(
+                "<tr><td><a class=\"customer\" href=\"/customers/{}\">{company}</a></td><td>{contact}</td><td>{}</td></tr>",
+                i + 1,
+                phone_link(phone)
+            )
         })
         .collect();
     format!(
-        "<p>Logged in as <b id=\"user\">{name}</b> · <a href=\"/logout\">Log out</a></p>\
-         <h1>Customers</h1><table><tr><th>Company</th><th>Contact</th><th>Phone</th></tr>{rows}</table>\
-         <p id=\"call-status\"></p><script>{CALL_SCRIPT}</script>"
+        "{}<h1>Customers</h1><table><tr><th>Company</th><th>Contact</th><th>Phone</th></tr>{rows}</table>\
+         <p id=\"call-status\"></p><p><a id=\"legacy-report\" href=\"/reports/legacy\">Legacy report</a> \
+         (an old page that breaks out of frames)</p><script>{CALL_SCRIPT}</script>",
+        header_bar(user)
+    )
+}
+
+fn customer_page(user: &str, index: usize, notes: &[String]) -> String {
+    let (company, contact, phone) = CUSTOMERS[index];
+    let notes: String = notes
+        .iter()
+        .map(|n| format!("<li class=\"note\">{}</li>", escape(n)))
+        .collect();
+    format!(
+        "{}<h1 id=\"company\">{company}</h1><p>Contact: {contact} · Phone: {}</p>\
+         <h2>Notes</h2><ul id=\"notes\">{notes}</ul>\
+         <form method=\"post\" action=\"/customers/{}/notes\"><p><label>New note \
+         <input name=\"note\" size=\"40\"></label> <button type=\"submit\">Add note</button></p></form>\
+         <p><a href=\"/customers\">Back to the customer list</a></p>\
+         <p id=\"call-status\"></p><script>{CALL_SCRIPT}</script>",
+        header_bar(user),
+        phone_link(phone),
+        index + 1
+    )
+}
+
+/// An old page that breaks out of any frame, as many pre-2010 apps do: shell mode notices and
+/// shows it in script mode.
+fn legacy_report(user: &str) -> String {
+    format!(
+        "<script>if (top !== self) {{ top.location = self.location; }}</script>{}\
+         <h1>Legacy report</h1><p id=\"report\">Calls this week: 42</p>",
+        header_bar(user)
     )
 }

@@ -73,7 +73,7 @@ pub fn demo_seat(user: &str) -> String {
 }
 
 /// Runs the demo until SIGTERM/SIGINT.
-pub async fn run(listen: SocketAddr, host: Option<String>) -> Result<(), String> {
+pub async fn run(listen: SocketAddr, host: Option<String>, shell: bool) -> Result<(), String> {
     let crm = start_crm().await.map_err(|e| format!("demo CRM: {e}"))?;
     if let Some(h) = &host {
         let bare = h.trim_matches(['[', ']']);
@@ -121,7 +121,8 @@ pub async fn run(listen: SocketAddr, host: Option<String>) -> Result<(), String>
          [tccc]\nsdk_app_id = {SDK_APP_ID}\nendpoint = \"http://{api}\"\nsecret_id_file = \"{d}/secret-id\"\nsecret_key_file = \"{d}/secret-key\"\nsdk_url_hosts = [\"{sdk_host}\"]\n\n\
          [identity]\nmode = \"introspect\"\nurl = \"/api/whoami\"\ncookies = [\"{cookie}\"]\nuser_pointer = \"/id\"\nlogout_paths = [\"/logout\"]\n\n\
          [seats]\nfile = \"{d}/seats.toml\"\n\n\
-         [inject]\ndiag_hosts = []\n",
+         [inject]\ndiag_hosts = []\nmode = \"{mode}\"\n",
+        mode = if shell { "shell" } else { "script" },
         cert = dir.join("tls.crt").display(),
         key = dir.join("tls.key").display(),
         d = dir.display(),
@@ -153,6 +154,10 @@ pub async fn run(listen: SocketAddr, host: Option<String>) -> Result<(), String>
     println!("  sidecar injects the loader, asks the CRM who you are, and gets a login URL from");
     println!("  the CCC emulator (API http://{api}), whose stand-in Web SDK is served from");
     println!("  https://{sdk_host} on another port. Click a phone number to call it.");
+    if shell {
+        println!("  Shell mode: the workbench stays in the tab and a call goes on while you move");
+        println!("  from page to page (open a customer, add a note, go back).");
+    }
     println!(
         "  Browser diagnostics: https://{shown_host}:{}/__tccc/diag",
         bound.port()

@@ -72,9 +72,25 @@
     if (!ui.rows) return;
     var row = el("li", "", "Calling " + call.phoneNumber + " (session " + call.sessionId + ")");
     row.setAttribute("data-session-id", call.sessionId);
+    row.setAttribute("data-state", call.state);
     row.className = "tccc-standin-call";
+    var hang = el("button", "margin-left:6px;font:12px sans-serif", "Hang up");
+    hang.type = "button";
+    hang.className = "tccc-standin-hangup";
+    hang.onclick = function () { tccc.Call.hungUp({ sessionId: call.sessionId }); };
+    row.appendChild(hang);
+    call.row = row;
     ui.rows.appendChild(row);
     ui.panel.style.display = "block";
+  }
+  function endCall(call) {
+    call.state = "ended";
+    if (call.row) {
+      call.row.setAttribute("data-state", "ended");
+      call.row.firstChild.nodeValue = "Ended " + call.phoneNumber + " (session " + call.sessionId + ")";
+      if (call.row.lastChild && call.row.lastChild.tagName === "BUTTON") call.row.removeChild(call.row.lastChild);
+    }
+    emit(EVENTS.sessionEnded, { sessionId: call.sessionId });
   }
 
   function request(msg) {
@@ -112,13 +128,18 @@
       hungUp: function (opts) {
         for (var i = 0; i < calls.length; i++) {
           if (calls[i].sessionId === (opts && opts.sessionId) && calls[i].state !== "ended") {
-            calls[i].state = "ended";
-            emit(EVENTS.sessionEnded, { sessionId: calls[i].sessionId });
+            endCall(calls[i]);
           }
         }
         return Promise.resolve();
       },
-      getCalls: function () { return calls.slice(); }
+      getCalls: function () {
+        var out = [];
+        for (var i = 0; i < calls.length; i++) {
+          out.push({ sessionId: calls[i].sessionId, phoneNumber: calls[i].phoneNumber, state: calls[i].state });
+        }
+        return out;
+      }
     },
     Agent: {
       online: function () { setStatus("free"); return Promise.resolve(); },

@@ -408,6 +408,40 @@ pub fn rewrite_meta(content: &str, src: &Sources, slot: &mut Option<String>) -> 
     rewrite_policy(content, src, slot.as_deref())
 }
 
+/// Shell mode, for a same-origin iframe's answer only: every policy in `value` whose
+/// `frame-ancestors` would refuse the page's own origin gets `'self'` added (`'none'`, which
+/// cannot stand beside a source, is replaced). Nothing is removed, a policy without the
+/// directive is left alone (it does not restrict framing), and `None` means no change.
+pub fn allow_self_framing(value: &str) -> Option<String> {
+    let mut changed = false;
+    let out: Vec<String> = value
+        .split(',')
+        .map(|text| {
+            let mut p = Policy::parse(text);
+            let mut touched = false;
+            // Browsers obey the first of repeated directives only.
+            if let Some(i) = p.find("frame-ancestors") {
+                let d = &mut p.directives[i];
+                let open = d
+                    .sources
+                    .iter()
+                    .any(|s| s.eq_ignore_ascii_case("'self'") || s == "*");
+                if !open {
+                    add_sources(d, &["'self'".to_string()]);
+                    touched = true;
+                }
+            }
+            if touched {
+                changed = true;
+                p.serialize()
+            } else {
+                text.trim().to_string()
+            }
+        })
+        .collect();
+    changed.then(|| out.join(", "))
+}
+
 /// 128 random bits, base64: what CSP3 asks of a nonce.
 pub fn new_nonce() -> String {
     use base64::Engine;
@@ -673,5 +707,31 @@ mod tests {
         l.note("http://plain.example.cn/x");
         l.note("not a url");
         assert_eq!(l.all(), vec!["https://sdk.example.cn:8443".to_string()]);
+    }
+
+    #[test]
+    fn self_framing_is_added_never_removed() {
+        assert_eq!(
+            allow_self_framing("frame-ancestors 'none'; default-src 'self'").as_deref(),
+            Some("frame-ancestors 'self'; default-src 'self'")
+        );
+        assert_eq!(
+            allow_self_framing("default-src 'self'; FRAME-ANCESTORS https://portal.example")
+                .as_deref(),
+            Some("default-src 'self'; frame-ancestors https://portal.example 'self'")
+        );
+        // Already allowed, or not restricted: unchanged.
+        assert_eq!(
+            allow_self_framing("frame-ancestors 'self' https://a.example"),
+            None
+        );
+        assert_eq!(allow_self_framing("frame-ancestors *"), None);
+        assert_eq!(allow_self_framing("script-src 'self'"), None);
+        // Each policy of a list on its own; the first of repeated directives counts.
+        assert_eq!(
+            allow_self_framing("script-src 'self', frame-ancestors 'none'; frame-ancestors 'self'")
+                .as_deref(),
+            Some("script-src 'self', frame-ancestors 'self'; frame-ancestors 'self'")
+        );
     }
 }

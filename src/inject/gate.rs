@@ -10,7 +10,8 @@
 //! | absent                      | yes     | browsers before 2020 and non-browser clients; the response head still decides |
 //! | `empty` and anything else   | no      | `fetch`/XHR, scripts, images, styles: fragments and assets |
 //!
-//! plus: GET only (HEAD answers keep their upstream head), not an upgrade, no
+//! plus: GET only (HEAD answers keep their upstream head; in shell mode a framed page that
+//! answers a form POST also gets its bridge), not an upgrade, no
 //! `X-Requested-With` (PJAX and jQuery fragment loads), and the path is not excluded.
 //!
 //! Response side: status 200, no `Content-Range`, `Content-Type` `text/html`
@@ -32,6 +33,23 @@ pub struct PathRules {
     pub exclude: Vec<String>,
 }
 
+impl PathRules {
+    /// Whether `path` may get the loader by `inject.include` and `inject.exclude`.
+    pub fn allows(&self, path: &str) -> bool {
+        path_skip(path, self).is_none()
+    }
+}
+
+fn path_skip(path: &str, rules: &PathRules) -> Option<&'static str> {
+    if rules.exclude.iter().any(|p| path.starts_with(p.as_str())) {
+        return Some("excluded");
+    }
+    if !rules.include.is_empty() && !rules.include.iter().any(|p| path.starts_with(p.as_str())) {
+        return Some("not_included");
+    }
+    None
+}
+
 /// Why a request cannot get the loader, or `None` when its answer may.
 pub fn request_skip(
     method: &Method,
@@ -39,18 +57,16 @@ pub fn request_skip(
     path: &str,
     rules: &PathRules,
     upgrade: bool,
+    post_ok: bool,
 ) -> Option<&'static str> {
-    if method != Method::GET {
+    if method != Method::GET && !(post_ok && method == Method::POST) {
         return Some("method");
     }
     if upgrade {
         return Some("upgrade");
     }
-    if rules.exclude.iter().any(|p| path.starts_with(p.as_str())) {
-        return Some("excluded");
-    }
-    if !rules.include.is_empty() && !rules.include.iter().any(|p| path.starts_with(p.as_str())) {
-        return Some("not_included");
+    if let Some(reason) = path_skip(path, rules) {
+        return Some(reason);
     }
     if headers.contains_key(&X_REQUESTED_WITH) {
         return Some("xhr");
@@ -142,41 +158,64 @@ mod tests {
             exclude: vec!["/api/".to_string()],
         };
         let get = Method::GET;
-        assert_eq!(request_skip(&get, &h(&[]), "/", &ex, false), None);
+        assert_eq!(request_skip(&get, &h(&[]), "/", &ex, false, false), None);
         for dest in ["document", "iframe", "frame"] {
             assert_eq!(
-                request_skip(&get, &h(&[("sec-fetch-dest", dest)]), "/", &ex, false),
+                request_skip(
+                    &get,
+                    &h(&[("sec-fetch-dest", dest)]),
+                    "/",
+                    &ex,
+                    false,
+                    false
+                ),
                 None
             );
         }
         for dest in ["empty", "script", "image", "style", "worker"] {
             assert_eq!(
-                request_skip(&get, &h(&[("sec-fetch-dest", dest)]), "/", &ex, false),
+                request_skip(
+                    &get,
+                    &h(&[("sec-fetch-dest", dest)]),
+                    "/",
+                    &ex,
+                    false,
+                    false
+                ),
                 Some("fetch_dest")
             );
         }
         assert_eq!(
-            request_skip(&Method::HEAD, &h(&[]), "/", &ex, false),
+            request_skip(&Method::HEAD, &h(&[]), "/", &ex, false, false),
             Some("method")
         );
         assert_eq!(
-            request_skip(&Method::POST, &h(&[]), "/", &ex, false),
+            request_skip(&Method::POST, &h(&[]), "/", &ex, false, false),
             Some("method")
         );
         assert_eq!(
-            request_skip(&get, &h(&[]), "/api/x", &ex, false),
+            request_skip(&get, &h(&[]), "/api/x", &ex, false, false),
             Some("excluded")
         );
-        assert_eq!(request_skip(&get, &h(&[]), "/", &ex, true), Some("upgrade"));
+        assert_eq!(
+            request_skip(&get, &h(&[]), "/", &ex, true, false),
+            Some("upgrade")
+        );
         assert_eq!(
             request_skip(
                 &get,
                 &h(&[("x-requested-with", "XMLHttpRequest")]),
                 "/",
                 &ex,
+                false,
                 false
             ),
             Some("xhr")
+        );
+        assert_eq!(
+            request_skip(&Method::POST, &h(&[]), "/", &ex, false, true),
+            None,
+            "a framed page answering a POST (shell mode)"
         );
     }
 

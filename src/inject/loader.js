@@ -1,29 +1,15 @@
 /* tccc-sidecar loader: gets a fresh SdkURL from the login endpoint and loads the TCCC Web
  * SDK into this page, once. ES5, no dependencies, never throws into the page. Its state is
  * on <html data-tccc-state>: loading, ready, unauthorized, unsupported, elsewhere, error.
- * The sidecar fills in its settings (CONFIG) when it serves this file. */
+ * It offers window.tcccSidecar.call(number) and, when configured, click-to-call on tel:
+ * links; tccc:call-start and tccc:call-end follow the workbench's calls. In shell mode it
+ * runs in the shell page. The sidecar fills in its settings (CONFIG) when it serves this file. */
 (function () {
   "use strict";
   var CONFIG = __CONFIG__;
-  var root = document.documentElement;
   var RETRY_KEY = "tccc-sidecar-unauthorized";
   var LOCK = "tccc-sidecar-sdk";
-
-  function setState(s) {
-    try { root.setAttribute("data-tccc-state", s); } catch (e) { /* never throw into the page */ }
-  }
-  function emit(name, detail) {
-    try {
-      var ev;
-      if (typeof window.CustomEvent === "function") {
-        ev = new window.CustomEvent(name, { detail: detail });
-      } else {
-        ev = document.createEvent("CustomEvent");
-        ev.initCustomEvent(name, false, false, detail);
-      }
-      window.dispatchEvent(ev);
-    } catch (e) { /* ignore */ }
-  }
+/*__COMMON__*/
   function fail(error, status) {
     setState("error");
     emit("tccc:error", { error: error, status: status || 0 });
@@ -132,6 +118,8 @@
     setState("loading");
     requestToken(function (status, body, retryAfter) {
       if (status === 200 && body && typeof body.SdkURL === "string") {
+        // Shell mode: the shell compares the token's user with its frame's and may refuse.
+        if (!emit("tccc:token", { user: typeof body.User === "string" ? body.User : null }, true)) { return; }
         loadSdk(body.SdkURL);
         return;
       }
@@ -171,6 +159,7 @@
             setState("ready");
             emit("tccc:ready", {});
           });
+          watchCalls(tccc);
           tccc.on(tccc.events.tokenExpired, function () {
             // Once per page: a fresh URL and a new initialisation; a second expiry is an error.
             if (expiredOnce) { fail("token_expired", 0); return; }
@@ -215,6 +204,83 @@
     } catch (e) { go(); }
   }
 
+  /* Calls: tccc:call-start and tccc:call-end from the workbench's own events, whoever
+   * started the call (this API, the page's own integration, or the agent in the workbench). */
+  var active = {};
+  function watchCalls(tccc) {
+    function on(name, fn) {
+      try { if (tccc.events[name]) { tccc.on(tccc.events[name], function (d) { fn(d || {}); }); } } catch (e) { /* ignore */ }
+    }
+    on("callOuted", function (d) {
+      active[d.sessionId || "?"] = true;
+      emit("tccc:call-start", { direction: "outbound", sessionId: d.sessionId, phoneNumber: d.calleePhoneNumber });
+    });
+    on("callIn", function (d) {
+      active[d.sessionId || "?"] = true;
+      emit("tccc:call-start", { direction: "inbound", sessionId: d.sessionId });
+    });
+    on("sessionEnded", function (d) {
+      delete active[d.sessionId || "?"];
+      emit("tccc:call-end", { sessionId: d.sessionId });
+    });
+  }
+  function activeCalls() {
+    var n = 0;
+    for (var k in active) { if (Object.prototype.hasOwnProperty.call(active, k)) { n++; } }
+    return n;
+  }
+
+  /* A number as written in a link or by a page, as E.164 (+ and up to 15 digits), or why not.
+   * Visual separators go; 00 is the international prefix; a national number needs
+   * inject.click_to_call_country (its trunk 0 dropped); ;ext= is dropped, other tel:
+   * parameters (phone-context) are refused rather than guessed at. Deny prefixes win over
+   * allow prefixes: a tel: link in a user-written CRM note is a toll-fraud path. */
+  function number(raw) {
+    var s = String(raw === null || raw === undefined ? "" : raw);
+    try { s = decodeURIComponent(s); } catch (e) { return { error: "invalid_number" }; }
+    s = s.replace(/^\s*tel:/i, "");
+    var parts = s.split(";");
+    s = parts[0];
+    for (var i = 1; i < parts.length; i++) {
+      if (!/^ext=/i.test(parts[i])) { return { error: "invalid_number" }; }
+    }
+    s = s.replace(/\(0\)/g, "").replace(/[\s\u00a0().\-\/]/g, "");
+    if (s.slice(0, 2) === "00") {
+      s = "+" + s.slice(2);
+    } else if (s.charAt(0) !== "+") {
+      if (!CONFIG.country) { return { error: "invalid_number" }; }
+      s = "+" + CONFIG.country + s.replace(/^0/, "");
+    }
+    if (!/^\+[1-9][0-9]{6,14}$/.test(s)) { return { error: "invalid_number" }; }
+    for (var d = 0; d < CONFIG.deny.length; d++) {
+      if (s.indexOf(CONFIG.deny[d]) === 0) { return { error: "denied" }; }
+    }
+    if (CONFIG.allow.length) {
+      var allowed = false;
+      for (var a = 0; a < CONFIG.allow.length; a++) {
+        if (s.indexOf(CONFIG.allow[a]) === 0) { allowed = true; }
+      }
+      if (!allowed) { return { error: "denied" }; }
+    }
+    return { number: s };
+  }
+
+  function call(raw) {
+    return new Promise(function (resolve, reject) {
+      var n = number(raw);
+      if (!n.number) { reject(callError(n.error)); return; }
+      var t = window.tccc;
+      if (root.getAttribute("data-tccc-state") !== "ready" || !t || !t.Call) { reject(callError("not_ready")); return; }
+      var started;
+      try {
+        started = t.Call.startOutboundCall({ phoneNumber: n.number });
+      } catch (e) { reject(callError("call_failed", e && e.message)); return; }
+      Promise.resolve(started).then(function (r) {
+        resolve({ phoneNumber: n.number, sessionId: r && r.sessionId });
+      }, function (e) { reject(callError("call_failed", e && e.message)); });
+    });
+  }
+
   var elsewhereNode = null;
   function showElsewhere(channel) {
     try {
@@ -237,6 +303,12 @@
     try {
       if (!supported()) { setState("unsupported"); return; }
       if (!isHost()) { return; }
+      window.tcccSidecar = {
+        call: call,
+        number: function (raw) { return number(raw).number || null; },
+        activeCalls: activeCalls
+      };
+      if (CONFIG.clickToCall) { clickToCall(call); }
       if (rememberedUnauthorized()) { setState("unauthorized"); return; }
       whenOnlyTab(start);
     } catch (e) {

@@ -9,33 +9,95 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
-const SOURCE: &str = include_str!("loader.js");
+const LOADER: &str = include_str!("loader.js");
+const SHELL: &str = include_str!("shell.js");
+const BRIDGE: &str = include_str!("bridge.js");
+/// Helpers the loader and the bridge share, put in where each says `/*__COMMON__*/`.
+const COMMON: &str = include_str!("common.js");
 /// How many times a retryable answer is retried before the loader gives up (`error`).
 pub const RETRIES: u32 = 4;
 
-pub struct Loader {
+/// One script with its validator.
+struct Script {
     body: Bytes,
     etag: HeaderValue,
 }
 
-impl Loader {
-    pub fn new(login_path: &str, frame_name: Option<&str>) -> Loader {
-        let config = serde_json::json!({
-            "login": login_path,
-            "frame": frame_name,
-            "retries": RETRIES,
-        });
-        let js = SOURCE.replacen("__CONFIG__", &config.to_string(), 1);
+impl Script {
+    fn new(source: &str, config: &serde_json::Value) -> Script {
+        let js = source
+            .replacen("__CONFIG__", &config.to_string(), 1)
+            .replacen("/*__COMMON__*/", COMMON, 1);
         let digest = Sha256::digest(js.as_bytes());
         let etag = HeaderValue::from_str(&format!("\"{}\"", hex::encode(&digest[..12])))
             .unwrap_or_else(|_| HeaderValue::from_static("\"loader\""));
-        Loader {
+        Script {
             body: Bytes::from(js),
             etag,
         }
     }
+}
 
-    pub fn respond(&self, method: &Method, headers: &HeaderMap) -> Response<Body> {
+/// The loader at `inject.loader_path`, and in shell mode its two companions at the same
+/// path: `?shell` (the shell page's frame keeper) and `?bridge` (for the framed pages). One
+/// path, so that a CSP that allows the loader's URL allows them too (CSP ignores the query).
+pub struct Loader {
+    loader: Script,
+    shell: Script,
+    bridge: Script,
+}
+
+impl Loader {
+    pub fn new(config: &crate::config::Config) -> Loader {
+        let i = &config.inject;
+        let logout = i
+            .logout_paths
+            .clone()
+            .unwrap_or_else(|| config.identity.logout_paths.clone());
+        let loader = serde_json::json!({
+            "login": config.login.path,
+            "frame": i.frame_name,
+            "retries": RETRIES,
+            "clickToCall": i.click_to_call,
+            "allow": i.click_to_call_allow,
+            "deny": i.click_to_call_deny,
+            "country": i.click_to_call_country,
+        });
+        let shell = serde_json::json!({ "frame": super::shell::FRAME_NAME });
+        let bridge = serde_json::json!({
+            "loader": i.loader_path,
+            "frame": super::shell::FRAME_NAME,
+            "clickToCall": i.click_to_call,
+            "logout": logout,
+        });
+        Loader {
+            loader: Script::new(LOADER, &loader),
+            shell: Script::new(SHELL, &shell),
+            bridge: Script::new(BRIDGE, &bridge),
+        }
+    }
+
+    /// The loader's source as served (tests parse it).
+    pub fn source(&self, variant: Option<&str>) -> &[u8] {
+        &self.pick(variant).body
+    }
+
+    fn pick(&self, query: Option<&str>) -> &Script {
+        match query {
+            Some("shell") => &self.shell,
+            Some("bridge") => &self.bridge,
+            // Anything else (a cache-busting `?v=2`) is the loader.
+            _ => &self.loader,
+        }
+    }
+
+    pub fn respond(
+        &self,
+        method: &Method,
+        query: Option<&str>,
+        headers: &HeaderMap,
+    ) -> Response<Body> {
+        let script = self.pick(query);
         let mut resp = Response::new(empty());
         if *method != Method::GET && *method != Method::HEAD {
             *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
@@ -44,7 +106,7 @@ impl Loader {
             return resp;
         }
         let h = resp.headers_mut();
-        h.insert(header::ETAG, self.etag.clone());
+        h.insert(header::ETAG, script.etag.clone());
         h.insert(
             header::CACHE_CONTROL,
             HeaderValue::from_static("public, max-age=300"),
@@ -60,7 +122,7 @@ impl Loader {
             .flat_map(|v| v.split(','))
             .any(|t| {
                 let t = t.trim();
-                t == "*" || t.trim_start_matches("W/") == self.etag.to_str().unwrap_or("")
+                t == "*" || t.trim_start_matches("W/") == script.etag.to_str().unwrap_or("")
             });
         if fresh {
             *resp.status_mut() = StatusCode::NOT_MODIFIED;
@@ -71,9 +133,9 @@ impl Loader {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/javascript; charset=utf-8"),
         );
-        h.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        h.insert(header::CONTENT_LENGTH, HeaderValue::from(script.body.len()));
         if *method == Method::GET {
-            *resp.body_mut() = full(self.body.clone());
+            *resp.body_mut() = full(script.body.clone());
         }
         resp
     }

@@ -12,9 +12,11 @@
 pub mod body;
 pub mod codec;
 pub mod csp;
+pub mod fingerprint;
 pub mod gate;
 pub mod loader;
 pub mod rewrite;
+pub mod shell;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -24,13 +26,18 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
+use shell::Role;
 use std::sync::Arc;
 
 pub struct Injector {
     /// `inject.mode = "off"`: pages pass through unchanged.
     off: bool,
+    /// `inject.mode = "shell"`.
+    shell: bool,
     /// The loader path, escaped for an attribute value.
     loader_src: Arc<str>,
+    /// The bridge's path (the loader path with `?bridge`), escaped.
+    bridge_src: Arc<str>,
     loader_path: String,
     position: rewrite::Position,
     paths: gate::PathRules,
@@ -59,6 +66,18 @@ pub struct Prepared {
     /// `Ok` when the answer may get the loader, else why not.
     plan: Result<Accepted, &'static str>,
     navigation: bool,
+    /// What shell mode does with the request (always `Script` in the other modes).
+    pub role: Role,
+    /// Shell mode, a framed page: the fingerprint of its user for the bridge tag
+    /// ([`fingerprint::ANONYMOUS`] when nobody is signed in, `None` when unknown).
+    pub user: Option<String>,
+}
+
+impl Prepared {
+    /// Whether the answer, if it is a page, needs the user's fingerprint.
+    pub fn wants_user(&self) -> bool {
+        matches!(self.role, Role::Framed { .. }) && self.plan.is_ok()
+    }
 }
 
 impl Injector {
@@ -70,7 +89,9 @@ impl Injector {
         let i = &config.inject;
         Injector {
             off: i.mode == crate::config::InjectMode::Off,
+            shell: i.mode == crate::config::InjectMode::Shell,
             loader_src: Arc::from(html_attr(&i.loader_path)),
+            bridge_src: Arc::from(html_attr(&format!("{}?bridge", i.loader_path))),
             loader_path: i.loader_path.clone(),
             csp_mode: match i.csp.as_deref() {
                 Some("report-only") => CspMode::ReportOnly,
@@ -87,27 +108,52 @@ impl Injector {
                 include: i.include.clone(),
                 exclude: i.exclude.clone(),
             },
-            loader: loader::Loader::new(&config.login.path, i.frame_name.as_deref()),
+            loader: loader::Loader::new(config),
             metrics,
         }
+    }
+
+    /// Shell mode's role for a request (`Script` in the other modes).
+    pub fn role(&self, method: &Method, headers: &HeaderMap, path: &str) -> Role {
+        if !self.shell {
+            return Role::Script;
+        }
+        shell::role(method, headers, path, self.paths.allows(path))
+    }
+
+    /// The shell page for a top-level navigation to `target` (path and query).
+    pub fn shell_page(&self, target: &str) -> Response<Body> {
+        self.metrics.shell("shell");
+        shell::page(&self.loader_src, target)
     }
 
     /// The request side; adjusts the headers that go upstream when the answer may be rewritten.
     pub fn prepare(
         &self,
+        role: Role,
         method: &Method,
         headers: &mut HeaderMap,
         path: &str,
         upgrade: bool,
     ) -> Prepared {
         let navigation = gate::is_navigation(headers);
+        if self.shell {
+            if role == Role::Script && navigation && shell::has_fallback_cookie(headers) {
+                self.metrics.shell("script_fallback");
+            }
+            shell::strip_fallback_cookie(headers);
+        }
         if self.off {
             return Prepared {
                 plan: Err("off"),
                 navigation,
+                role,
+                user: None,
             };
         }
-        let plan = match gate::request_skip(method, headers, path, &self.paths, upgrade) {
+        // A framed page answering a form POST still needs its bridge.
+        let post_ok = matches!(role, Role::Framed { .. }) && method == Method::POST;
+        let plan = match gate::request_skip(method, headers, path, &self.paths, upgrade, post_ok) {
             Some(reason) => Err(reason),
             None => {
                 let accepted = Accepted::from_headers(headers);
@@ -126,11 +172,34 @@ impl Injector {
                 Ok(accepted)
             }
         };
-        Prepared { plan, navigation }
+        Prepared {
+            plan,
+            navigation,
+            role,
+            user: None,
+        }
     }
 
-    /// The response side: the upstream's answer, rewritten when it is an eligible page.
+    /// The response side: the upstream's answer, rewritten when it is an eligible page, with
+    /// shell mode's headers.
     pub fn respond(
+        &self,
+        prepared: Prepared,
+        resp: Response<Incoming>,
+        public_origin: impl FnOnce() -> String,
+    ) -> Response<Body> {
+        let role = prepared.role;
+        let mut resp = self.rewrite(prepared, resp, public_origin);
+        if self.shell {
+            if matches!(role, Role::Framed { .. }) {
+                self.metrics.shell("framed");
+            }
+            shell::finish(role, resp.headers_mut());
+        }
+        resp
+    }
+
+    fn rewrite(
         &self,
         prepared: Prepared,
         resp: Response<Incoming>,
@@ -199,7 +268,15 @@ impl Injector {
             }
         }
         add_vary_accept_encoding(h);
-        let page = Arc::new(self.page_csp(h, public_origin));
+        let mut page = self.page_csp(h, public_origin);
+        if matches!(prepared.role, Role::Framed { .. }) {
+            page.loader_src = self.bridge_src.clone();
+            page.bridge = Some(match &prepared.user {
+                Some(u) => format!(" data-tccc-user=\"{}\"", html_attr(u)),
+                None => String::new(),
+            });
+        }
+        let page = Arc::new(page);
         let rewriter = rewrite::Rewriter::new(page, self.position, encoding);
         let body = body::InjectBody::new(
             body,

@@ -28,6 +28,9 @@ pub struct PageInjection {
     pub loader_src: Arc<str>,
     pub nonce: Mutex<Option<String>>,
     pub csp: Option<csp::Sources>,
+    /// Shell mode's bridge: extra attributes (already escaped), and the tag is not deferred,
+    /// so that the bridge reports the page's user before the page's own scripts run.
+    pub bridge: Option<String>,
 }
 
 impl PageInjection {
@@ -36,19 +39,24 @@ impl PageInjection {
             loader_src,
             nonce: Mutex::new(None),
             csp: None,
+            bridge: None,
         }
     }
 
-    /// The contract's tag, with the nonce when there is one.
+    /// The contract's tag, with the nonce when there is one (the bridge's in shell mode).
     pub fn tag(&self) -> String {
         let nonce = self.nonce.lock().unwrap_or_else(|p| p.into_inner());
-        match nonce.as_deref() {
-            Some(n) => format!(
-                "<script src=\"{}\" nonce=\"{n}\" data-tccc-loader defer></script>",
+        let nonce = match nonce.as_deref() {
+            Some(n) => format!(" nonce=\"{n}\""),
+            None => String::new(),
+        };
+        match &self.bridge {
+            Some(attrs) => format!(
+                "<script src=\"{}\"{nonce} data-tccc-loader{attrs}></script>",
                 self.loader_src
             ),
             None => format!(
-                "<script src=\"{}\" data-tccc-loader defer></script>",
+                "<script src=\"{}\"{nonce} data-tccc-loader defer></script>",
                 self.loader_src
             ),
         }

@@ -40,6 +40,9 @@ pub struct LoginService {
     /// Where SdkURLs point, for the CSP of injected pages.
     learned: Arc<crate::inject::csp::LearnedOrigins>,
     metrics: Arc<Metrics>,
+    /// Shell mode: the fingerprint of the token's user goes into the answer (`User`), so that
+    /// the shell can compare it with what its frame reports.
+    pub fingerprints: Option<crate::inject::fingerprint::Fingerprints>,
 }
 
 /// What the endpoint needs to know about the request besides its headers.
@@ -88,7 +91,21 @@ impl LoginService {
             }
             None => None,
         };
+        let fingerprints = if config.inject.mode == crate::config::InjectMode::Shell {
+            let secret = credentials
+                .as_ref()
+                .and_then(|c| c.get())
+                .map(|c| c.secret_key.expose().to_string());
+            Some(crate::inject::fingerprint::Fingerprints::new(
+                config.inject.shell_key_file.as_deref(),
+                secret.as_deref(),
+                config.tccc.sdk_app_id,
+            )?)
+        } else {
+            None
+        };
         Ok(LoginService {
+            fingerprints,
             allow_get: l.allow_get,
             trusted_proxies: config.server.trusted_proxies.clone(),
             identity,
@@ -194,6 +211,7 @@ impl LoginService {
                 .retry_after(2);
             }
         };
+        let fingerprint = self.fingerprints.as_ref().map(|f| f.of(&who));
         let limit_key = match &who {
             Who::User(u) => {
                 audit.user = Some(u.clone());
@@ -242,12 +260,16 @@ impl LoginService {
         match result {
             Ok(t) => {
                 self.learned.note(&t.sdk_url);
-                Answer {
+                let answer = Answer {
                     status: StatusCode::OK,
                     body: serde_json::json!({ "SdkURL": t.sdk_url, "ExpiredTime": t.expired_time }),
                     retry_after: None,
                     outcome: "ok",
                     request_id: t.request_id,
+                };
+                match fingerprint {
+                    Some(f) => answer.with("User", f),
+                    None => answer,
                 }
             }
             Err(e) => ccc_failure(e),

@@ -14,6 +14,7 @@ pub mod rewrite;
 mod tunnel;
 pub mod upstream;
 
+use crate::inject::shell::Role;
 use crate::state::{AppState, ConnInfo};
 use access_log::{AccessLog, Logged};
 use bytes::Bytes;
@@ -100,7 +101,10 @@ async fn forward(
             .await);
     }
     if req.uri().path() == state.config.inject.loader_path {
-        return Ok(state.inject.loader.respond(req.method(), req.headers()));
+        return Ok(state
+            .inject
+            .loader
+            .respond(req.method(), req.uri().query(), req.headers()));
     }
     if let Some(diag) = state.diag.as_ref().filter(|d| req.uri().path() == d.path()) {
         return Ok(diag
@@ -112,6 +116,17 @@ async fn forward(
                 &state.login,
             )
             .await);
+    }
+    let role = state
+        .inject
+        .role(req.method(), req.headers(), req.uri().path());
+    if role == Role::Shell {
+        let target = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/");
+        return Ok(state.inject.shell_page(target));
     }
     // A logout must also end the sidecar's memory of the session (introspect mode).
     let logout = state
@@ -131,9 +146,15 @@ async fn forward(
     let timeout = state.config.response_timeout_for(req.uri().path());
     // Cheap clones (reference-counted bytes) so that the head can be edited while read.
     let (uri, method) = (req.uri().clone(), req.method().clone());
-    let prepared = state
-        .inject
-        .prepare(&method, req.headers_mut(), uri.path(), upgrade.is_some());
+    let mut prepared = state.inject.prepare(
+        role,
+        &method,
+        req.headers_mut(),
+        uri.path(),
+        upgrade.is_some(),
+    );
+    // The user behind a framed page is asked only once its answer turns out to be a page.
+    let identity_headers = prepared.wants_user().then(|| req.headers().clone());
     let request_id = upstream_request(state, conn, &mut req, &host, upgrade.as_ref())?;
     log.request_id = request_id;
 
@@ -199,9 +220,72 @@ async fn forward(
     }
 
     downstream_response(state, &host, resp.headers_mut());
+    if let Role::Framed { .. } = prepared.role {
+        if let Some(page) = framed_redirect(state, &host, &method, &resp) {
+            return Ok(page);
+        }
+        if let Some(headers) = identity_headers
+            .filter(|_| crate::inject::gate::response_check(resp.status(), resp.headers()).is_ok())
+        {
+            prepared.user = frame_user(state, &headers, conn, &host).await;
+        }
+    }
     Ok(state
         .inject
         .respond(prepared, resp, || state.public_origin_for(&host)))
+}
+
+/// Shell mode: a framed page redirected to another origin (single sign-on, typically, whose
+/// pages refuse to be framed) is answered with a page that takes the tab there instead.
+fn framed_redirect(
+    state: &AppState,
+    host: &str,
+    method: &Method,
+    resp: &Response<Incoming>,
+) -> Option<Response<Body>> {
+    let status = resp.status();
+    let replays_method = matches!(status.as_u16(), 307 | 308);
+    if !status.is_redirection() || (replays_method && method != Method::GET) {
+        return None;
+    }
+    let location = resp.headers().get(header::LOCATION)?.to_str().ok()?;
+    if !crate::inject::shell::leaves_origin(location, &state.public_origin_for(host)) {
+        return None;
+    }
+    let absolute = if location.starts_with("//") {
+        format!("https:{location}")
+    } else {
+        location.to_string()
+    };
+    let mut page = crate::inject::shell::breakout(&absolute)?;
+    // Single sign-on flows set cookies on their redirects.
+    for c in resp.headers().get_all(header::SET_COOKIE) {
+        page.headers_mut().append(header::SET_COOKIE, c.clone());
+    }
+    state.metrics.shell("breakout");
+    Some(page)
+}
+
+/// The fingerprint of the user behind a framed page's request.
+async fn frame_user(
+    state: &AppState,
+    headers: &HeaderMap,
+    conn: &ConnInfo,
+    host: &str,
+) -> Option<String> {
+    let fingerprints = state.login.fingerprints.as_ref()?;
+    match state
+        .login
+        .identity
+        .resolve(headers, conn.peer.ip(), host)
+        .await
+    {
+        Ok(who) => Some(fingerprints.of(&who)),
+        Err(crate::identity::IdentityError::Unauthenticated(_)) => {
+            Some(crate::inject::fingerprint::ANONYMOUS.to_string())
+        }
+        Err(crate::identity::IdentityError::Unavailable(_)) => None,
+    }
 }
 
 fn bad_upgrade() -> Reject {

@@ -21,13 +21,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tccc_sidecar::emulator::{Emulator, EmulatorConfig};
 
-const BROWSER_WAIT: Duration = Duration::from_secs(20);
-const COLLECT_VIOLATIONS: &str = "window.__csp = []; window.__errors = []; document.addEventListener('securitypolicyviolation', function (e) { window.__csp.push(e.violatedDirective + ' ' + e.blockedURI); }); window.addEventListener('tccc:error', function (e) { window.__errors.push(JSON.stringify(e.detail)); });";
+pub(crate) const BROWSER_WAIT: Duration = Duration::from_secs(20);
+pub(crate) const COLLECT_VIOLATIONS: &str = "window.__csp = []; window.__errors = []; document.addEventListener('securitypolicyviolation', function (e) { window.__csp.push(e.violatedDirective + ' ' + e.blockedURI); }); window.addEventListener('tccc:error', function (e) { window.__errors.push(JSON.stringify(e.detail)); });";
 
-struct World {
-    side: Sidecar,
-    em: Arc<Emulator>,
-    _crm: Upstream,
+pub(crate) struct World {
+    pub side: Sidecar,
+    pub em: Arc<Emulator>,
+    /// The CRM's address (the stand-in's, or the demo CRM's).
+    pub crm: std::net::SocketAddr,
+    /// The CRM stand-in, when the world has it (not the demo CRM).
+    pub standin: Option<Upstream>,
     _dir: TempDir,
 }
 
@@ -82,6 +85,21 @@ fn page(path: &str) -> (String, Vec<(&'static str, String)>, Vec<u8>) {
             ("text/html; charset=gbk".into(), vec![], bytes.into_owned())
         }
         "/nohead" => (html, vec![], b"<html><body><p>no head at all</p></body></html>".to_vec()),
+        // For framing checks: a page that refuses every frame, and one that allows them; each
+        // loads an image only a rendered document asks for.
+        "/deny" => (
+            html,
+            vec![
+                ("x-frame-options", "DENY".into()),
+                ("content-security-policy", "frame-ancestors 'none'".into()),
+            ],
+            b"<html><head><title>deny</title></head><body><img src=\"/pixel/deny\"></body></html>".to_vec(),
+        ),
+        "/framable" => (
+            html,
+            vec![],
+            b"<html><head><title>framable</title></head><body><img src=\"/pixel/framable\"></body></html>".to_vec(),
+        ),
         "/frameset" => (
             html,
             vec![],
@@ -91,7 +109,13 @@ fn page(path: &str) -> (String, Vec<(&'static str, String)>, Vec<u8>) {
     }
 }
 
-async fn world(extra_inject: &str) -> World {
+pub(crate) async fn world(extra_inject: &str) -> World {
+    world_on(false, extra_inject).await
+}
+
+/// A world in front of the CRM stand-in (cookie `sid=s-<user>`), or with `demo_crm` in front
+/// of the demo CRM (its login form and `demo_session` cookie; logout at `/logout`).
+pub(crate) async fn world_on(demo_crm: bool, extra_inject: &str) -> World {
     let certs = tccc_sidecar::devcert::generate(&["127.0.0.1".to_string()]).unwrap();
     let tls = Arc::new(
         tccc_sidecar::tls::simple_server_config(&certs.leaf_cert_pem, &certs.leaf_key_pem).unwrap(),
@@ -115,7 +139,7 @@ async fn world(extra_inject: &str) -> World {
         em.clone(),
         std::future::pending(),
     ));
-    let crm = Upstream::start(handler(|s: Seen| async move {
+    let standin = Upstream::start(handler(|s: Seen| async move {
         if s.uri.path() == "/api/whoami" {
             // The CRM's own idea of who is logged in: cookie sid=s-<user>.
             let user = s
@@ -144,6 +168,20 @@ async fn world(extra_inject: &str) -> World {
         b.body(full(Bytes::from(body))).unwrap()
     }))
     .await;
+    let (crm, standin, identity) = if demo_crm {
+        let addr = tccc_sidecar::demo::start_crm().await.unwrap();
+        (
+            addr,
+            None,
+            "mode = \"introspect\"\nurl = \"/api/whoami\"\ncookies = [\"demo_session\"]\nuser_pointer = \"/id\"\nlogout_paths = [\"/logout\"]",
+        )
+    } else {
+        (
+            standin.addr,
+            Some(standin),
+            "mode = \"introspect\"\nurl = \"/api/whoami\"\ncookies = [\"sid\"]\nuser_pointer = \"/id\"",
+        )
+    };
     let dir = TempDir::new("browser");
     std::fs::write(dir.path("sid"), "AKIDbrowser").unwrap();
     std::fs::write(dir.path("skey"), "browser-secret").unwrap();
@@ -156,7 +194,7 @@ async fn world(extra_inject: &str) -> World {
     let extra = format!(
         "\n[tccc]\nsdk_app_id = 1400000000\nendpoint = \"http://{em_addr}\"\nsecret_id_file = \"{}\"\nsecret_key_file = \"{}\"\n\n\
          [login]\nper_user_rate = \"1000/min\"\nper_client_rate = \"1000/min\"\n\n\
-         [identity]\nmode = \"introspect\"\nurl = \"/api/whoami\"\ncookies = [\"sid\"]\nuser_pointer = \"/id\"\n\n\
+         [identity]\n{identity}\n\n\
          [seats]\nfile = \"{}\"\n\n\
          [inject]\n{extra_inject}\n\n\
          [inject.sdk_origins]\nscript-src = [\"{sdk_origin}\"]\nconnect-src = [\"{sdk_origin}\", \"{wss}\"]\nmedia-src = [\"{sdk_origin}\"]\n",
@@ -164,28 +202,29 @@ async fn world(extra_inject: &str) -> World {
         dir.path("skey").display(),
         dir.path("seats.toml").display(),
     );
-    let side = Sidecar::start(&crm.url(), "", &extra).await;
+    let side = Sidecar::start(&format!("http://{crm}"), "", &extra).await;
     World {
         side,
         em,
-        _crm: crm,
+        crm,
+        standin,
         _dir: dir,
     }
 }
 
 impl World {
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("https://127.0.0.1:{}{path}", self.side.addr.port())
     }
 
-    fn seat(&self, seat: &str) -> Value {
+    pub fn seat(&self, seat: &str) -> Value {
         let v: Value = serde_json::from_str(&self.em.stats_json()).unwrap();
         v["seats"][seat].clone()
     }
 }
 
 /// Opens `path` as `user` (logged in to the CRM: its session cookie) in a new tab.
-async fn open(browser: &Browser, w: &World, path: &str, user: &str) -> Page {
+pub(crate) async fn open(browser: &Browser, w: &World, path: &str, user: &str) -> Page {
     let page = browser.new_page("about:blank").await.unwrap();
     let mut cookie = CookieParam::new("sid", format!("s-{user}"));
     cookie.url = Some(w.url("/"));
@@ -197,7 +236,7 @@ async fn open(browser: &Browser, w: &World, path: &str, user: &str) -> Page {
     page
 }
 
-async fn eval(page: &Page, js: &str) -> Value {
+pub(crate) async fn eval(page: &Page, js: &str) -> Value {
     page.evaluate(js)
         .await
         .unwrap_or_else(|e| panic!("evaluating {js}: {e}"))
@@ -206,10 +245,14 @@ async fn eval(page: &Page, js: &str) -> Value {
 }
 
 /// Waits until `js` evaluates to `want`; returns the last value on timeout (the caller asserts).
-async fn wait_for(page: &Page, js: &str, want: &Value) -> Value {
+/// An evaluation that fails (the page is between two documents) counts as `null`.
+pub(crate) async fn wait_for(page: &Page, js: &str, want: &Value) -> Value {
     let deadline = Instant::now() + BROWSER_WAIT;
     loop {
-        let v = eval(page, js).await;
+        let v = match page.evaluate(js).await {
+            Ok(v) => v.into_value::<Value>().unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
         if &v == want || Instant::now() > deadline {
             return v;
         }
@@ -217,10 +260,10 @@ async fn wait_for(page: &Page, js: &str, want: &Value) -> Value {
     }
 }
 
-const STATE: &str = "document.documentElement.getAttribute('data-tccc-state')";
-const BUTTON: &str = "(function(){var b=document.getElementById('tccc-standin-button');if(!b)return null;var r=b.getBoundingClientRect();var s=getComputedStyle(b);return {right:innerWidth-r.right,bottom:innerHeight-r.bottom,visible:s.display!=='none'&&s.visibility!=='hidden'&&r.width>0}})()";
+pub(crate) const STATE: &str = "document.documentElement.getAttribute('data-tccc-state')";
+pub(crate) const BUTTON: &str = "(function(){var b=document.getElementById('tccc-standin-button');if(!b)return null;var r=b.getBoundingClientRect();var s=getComputedStyle(b);return {right:innerWidth-r.right,bottom:innerHeight-r.bottom,visible:s.display!=='none'&&s.visibility!=='hidden'&&r.width>0}})()";
 
-async fn assert_ready_with_button(page: &Page, what: &str) {
+pub(crate) async fn assert_ready_with_button(page: &Page, what: &str) {
     let state = wait_for(page, STATE, &json!("ready")).await;
     let violations = eval(page, "window.__csp").await;
     let errors = eval(page, "window.__errors").await;
@@ -446,6 +489,7 @@ async fn the_workbench_appears_in_a_real_browser_in_every_kind_of_page() {
     }
 
     demo_as_a_newcomer(&browser).await;
+    crate::browser_shell::scenarios(&browser).await;
 
     // The diagnostics page names an unreachable SDK host (a closed loopback port here) as
     // the problem, beside the checks that pass.

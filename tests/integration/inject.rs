@@ -722,7 +722,7 @@ async fn a_corrupt_compressed_page_aborts_instead_of_sending_garbage() {
 }
 
 /// Parses JavaScript as ECMAScript 5 with acorn (installed by the test command).
-fn parses_as_es5(js: &str) -> Result<(), String> {
+pub(crate) fn parses_as_es5(js: &str) -> Result<(), String> {
     let dir = TempDir::new("es5");
     let file = dir.path("script.js");
     std::fs::write(&file, js).unwrap();
