@@ -71,6 +71,12 @@ pub fn preflight(config: &Config) -> Result<Vec<String>, ConfigError> {
             }
         }
     }
+    if let Some(p) = &config.inject.shell_key_file {
+        crate::inject::fingerprint::Fingerprints::new(Some(p), None, None).map_err(|e| {
+            let message = e.strip_prefix("inject.shell_key_file: ").unwrap_or(&e);
+            config.error_at("inject.shell_key_file", message.to_string())
+        })?;
+    }
     if let Some(p) = &config.seats.file {
         let text = std::fs::read_to_string(p).map_err(|e| {
             config.error_at("seats.file", format!("{}: cannot read: {e}", p.display()))

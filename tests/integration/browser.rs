@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use tccc_sidecar::emulator::{Emulator, EmulatorConfig};
 
 pub(crate) const BROWSER_WAIT: Duration = Duration::from_secs(20);
-pub(crate) const COLLECT_VIOLATIONS: &str = "window.__csp = []; window.__errors = []; document.addEventListener('securitypolicyviolation', function (e) { window.__csp.push(e.violatedDirective + ' ' + e.blockedURI); }); window.addEventListener('tccc:error', function (e) { window.__errors.push(JSON.stringify(e.detail)); });";
+pub(crate) const COLLECT_VIOLATIONS: &str = "window.__csp = []; window.__errors = []; document.addEventListener('securitypolicyviolation', function (e) { window.__csp.push(e.violatedDirective + ' ' + e.blockedURI); }); window.addEventListener('tccc:error', function (e) { window.__errors.push(JSON.stringify(e.detail)); }); window.__ready = 0; window.addEventListener('tccc:ready', function () { window.__ready++; });";
 
 pub(crate) struct World {
     pub side: Sidecar,

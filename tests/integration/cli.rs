@@ -46,7 +46,20 @@ fn check_accepts_a_good_config_and_names_file_line_and_key_otherwise() {
     let bad_url = good.replace("http://127.0.0.1:8080", "gopher://x");
     let bad_duration = good.replace("[server]", "[server]\nheader_read_timeout = \"soon\"");
     let missing_key = good.replace("tls.key", "missing.key");
+    std::fs::write(dir.path("short-key"), "0123456789\n").unwrap();
+    let short_shell_key = format!(
+        "{good}\n[inject]\nmode = \"shell\"\nshell_key_file = \"{}\"\n",
+        dir.path("short-key").display()
+    );
     let cases = [
+        (
+            short_shell_key.clone(),
+            format!(
+                "{cfg}:{}: inject.shell_key_file: {}: the key must be at least 32 bytes",
+                line_of(&short_shell_key, "shell_key_file"),
+                dir.path("short-key").display()
+            ),
+        ),
         (
             bad_key.clone(),
             format!(
