@@ -10,6 +10,7 @@ pub mod ccc;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod conn_limit;
 #[cfg(feature = "emulator")]
 pub mod demo;
 pub mod dev;

@@ -49,6 +49,7 @@ pub struct Metrics {
     pub injections: Family<ResultLabel, Counter>,
     pub injection_skips: Family<ReasonLabel, Counter>,
     pub shell: Family<OutcomeLabel, Counter>,
+    pub connections_refused: Family<ReasonLabel, Counter>,
     pub ccc_endpoint_emulator: Gauge,
 }
 
@@ -188,6 +189,12 @@ impl Metrics {
             "Shell mode answers, by outcome (shell, framed, script_fallback, breakout)",
             shell.clone(),
         );
+        let connections_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed at accept, by reason (per_client_limit)",
+            connections_refused.clone(),
+        );
         let ccc_endpoint_emulator = Gauge::default();
         registry.register(
             "ccc_endpoint_emulator",
@@ -218,6 +225,7 @@ impl Metrics {
             injections,
             injection_skips,
             shell,
+            connections_refused,
             ccc_endpoint_emulator,
         }
     }
@@ -269,6 +277,12 @@ impl Metrics {
 
     pub fn injection_skipped(&self, reason: &'static str) {
         self.injection_skips
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.connections_refused
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }

@@ -65,6 +65,12 @@ pub async fn serve(
                 }
             },
         };
+        let Some(slot) = state.conn_limit.acquire(peer.ip()) else {
+            state.metrics.connection_refused("per_client_limit");
+            tracing::debug!(%peer, "connection refused: too many from this client address");
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let state = state.clone();
         let acceptor = acceptor.clone();
@@ -75,6 +81,7 @@ pub async fn serve(
             metrics.open_connections.inc();
             let _open = scopeguard(move || {
                 metrics.open_connections.dec();
+                drop(slot);
             });
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,

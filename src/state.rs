@@ -32,6 +32,8 @@ pub struct AppState {
     pub diag: Option<Arc<crate::diag::Diag>>,
     /// Set on SIGTERM: `/readyz` fails from then on, during `server.shutdown_delay`.
     pub terminating: Arc<std::sync::atomic::AtomicBool>,
+    /// Open connections per client address; shared by the workers.
+    pub conn_limit: Arc<crate::conn_limit::ConnLimit>,
     server_names: Vec<String>,
     public_origin: Option<String>,
 }
@@ -82,7 +84,12 @@ impl AppState {
             learned,
         ));
         let diag = crate::diag::Diag::from_config(&config, inject.learned.clone()).map(Arc::new);
+        let conn_limit = crate::conn_limit::ConnLimit::new(
+            config.server.max_connections_per_client,
+            config.server.trusted_proxies.clone(),
+        );
         Ok(Arc::new(AppState {
+            conn_limit,
             config,
             certs,
             tls: Arc::new(tls),
@@ -112,6 +119,7 @@ impl AppState {
             inject: self.inject.clone(),
             diag: self.diag.clone(),
             terminating: self.terminating.clone(),
+            conn_limit: self.conn_limit.clone(),
             server_names: self.server_names.clone(),
             public_origin: self.public_origin.clone(),
         }))

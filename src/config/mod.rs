@@ -115,6 +115,13 @@ pub struct ServerConfig {
     /// Most request headers accepted.
     #[serde(default = "defaults::max_headers")]
     pub max_headers: usize,
+    /// Most open connections from one client address (IPv6: one /64); `trusted_proxies` are
+    /// not limited; 0 = no limit. A connection over it is closed at accept.
+    #[serde(default = "defaults::max_connections_per_client")]
+    pub max_connections_per_client: usize,
+    /// Longest request target (path and query) in bytes; longer ones get 414.
+    #[serde(default = "defaults::max_uri_bytes")]
+    pub max_uri_bytes: usize,
     #[serde(default = "defaults::h2_max_concurrent_streams")]
     pub h2_max_concurrent_streams: u32,
     /// How long in-flight requests may run after SIGTERM before the process exits anyway.
@@ -447,6 +454,15 @@ mod defaults {
     pub fn max_headers() -> usize {
         100
     }
+    /// Browsers open one HTTP/2 connection per origin (six with HTTP/1.1), so 1024 leaves room
+    /// for a call center of several hundred agents behind one NAT address.
+    pub fn max_connections_per_client() -> usize {
+        1024
+    }
+    /// nginx's `large_client_header_buffers` line size.
+    pub fn max_uri_bytes() -> usize {
+        8192
+    }
     pub fn h2_max_concurrent_streams() -> u32 {
         250
     }
@@ -593,6 +609,9 @@ impl Config {
         }
         if self.server.max_header_bytes < 1024 {
             return err("server.max_header_bytes", "must be at least 1024");
+        }
+        if self.server.max_uri_bytes < 256 {
+            return err("server.max_uri_bytes", "must be at least 256");
         }
         if self.server.max_headers == 0 {
             return err("server.max_headers", "must be at least 1");

@@ -277,6 +277,28 @@ impl LoginService {
     }
 }
 
+/// The loader sends no body; the endpoint never reads one. A request that declares more than
+/// a little (or streams one of unknown length) is refused before any other step, so that
+/// nobody can make the process hold or drain large bodies on this path.
+pub const MAX_BODY_BYTES: u64 = 1024;
+
+pub fn body_refusal(headers: &HeaderMap) -> Option<Response<Body>> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let streamed = headers.contains_key(http::header::TRANSFER_ENCODING);
+    (declared > MAX_BODY_BYTES || streamed).then(|| {
+        Answer::error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "This endpoint takes no request body.",
+        )
+        .into_response()
+    })
+}
+
 /// Who the diagnostics page sees for a request: no token is requested and no limit but the
 /// per-client one is spent.
 pub enum SignInStatus {

@@ -88,6 +88,10 @@ async fn forward(
 ) -> Result<Response<Body>, Reject> {
     let host = validate(state, &req)?;
     if req.uri().path() == state.config.login.path {
+        if let Some(refusal) = crate::login::body_refusal(req.headers()) {
+            state.metrics.login_outcome("payload_too_large");
+            return Ok(refusal);
+        }
         let public_origin = state.public_origin_for(&host);
         return Ok(state
             .login
@@ -331,6 +335,18 @@ fn validate(state: &AppState, req: &Request<Incoming>) -> Result<String, Reject>
             StatusCode::MISDIRECTED_REQUEST,
             "unknown_host",
             "This server does not serve that host name.",
+        ));
+    }
+    let target_len = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().len())
+        .unwrap_or(0);
+    if target_len > state.config.server.max_uri_bytes {
+        return Err(Reject::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            "The request target is too long.",
         ));
     }
     if req.uri().path_and_query().map(|p| p.as_str()) == Some("*") {

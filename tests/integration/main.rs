@@ -14,6 +14,7 @@ mod forwarding;
 mod inject;
 mod interop;
 mod lifecycle;
+mod limits;
 mod login_common;
 mod login_endpoint;
 mod login_introspect;
