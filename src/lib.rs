@@ -18,6 +18,7 @@ pub mod devcert;
 pub mod diag;
 #[cfg(feature = "emulator")]
 pub mod emulator;
+pub mod fuzzing;
 pub mod identity;
 pub mod inject;
 pub mod listener;

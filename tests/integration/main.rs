@@ -20,6 +20,7 @@ mod login_endpoint;
 mod login_introspect;
 mod login_jwt;
 mod login_seats;
+mod secrets;
 mod shell;
 mod smuggling;
 mod standin_sdk;

@@ -1,0 +1,6 @@
+//! Fuzz target: `tccc_sidecar::fuzzing::csp` on arbitrary bytes.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    tccc_sidecar::fuzzing::csp(data);
+});
