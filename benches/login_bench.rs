@@ -19,78 +19,22 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tccc-sidecar");
-const SEAT: &str = "agent@example.com";
-const APP: &str = "1400000000";
-const SECRET_ID: &str = "AKIDbench";
-const SECRET_KEY: &str = "bench-secret-key";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn tempdir() -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tccc-login-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Starts the emulator; returns it and its API URL.
-fn emulator(dir: &Path, rate_limit: u32) -> (Proc, String) {
-    let mut child = Command::new(BIN)
-        .args(["emulator", "--listen", "127.0.0.1:0", "--sdk-app-id", APP])
-        .args(["--secret-id", SECRET_ID, "--secret-key", SECRET_KEY])
-        .args(["--seat", SEAT, "--rate-limit", &rate_limit.to_string()])
-        .arg("--cert-dir")
-        .arg(dir.join("emulator"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run the emulator");
-    let out = child.stdout.take().unwrap();
-    let proc = Proc(child);
-    let mut lines = BufReader::new(out).lines();
-    let api = loop {
-        let line = lines.next().expect("emulator output").unwrap();
-        if let Some(rest) = line.strip_prefix("CCC emulator API:") {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
-    // Keep draining its output so that it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (proc, api)
-}
+mod common;
+use common::*;
 
 /// Starts the sidecar with `login` as its `[login]` table; returns it and its address.
 fn sidecar(dir: &Path, api: &str, login: &str, users: usize) -> (Proc, SocketAddr) {
-    let certs = dir.join("certs");
-    if !certs.join("tls.crt").exists() {
-        let st = Command::new(BIN)
-            .args(["cert", "--out"])
-            .arg(&certs)
-            .args(["--host", "localhost", "--host", "127.0.0.1"])
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
+    let certs = ensure_certs(dir);
     std::fs::write(dir.join("sid"), SECRET_ID).unwrap();
     std::fs::write(dir.join("skey"), SECRET_KEY).unwrap();
     let seats: String = (0..users)
         .map(|i| format!("user{i} = \"{SEAT}\"\n"))
         .collect();
     std::fs::write(dir.join("seats.toml"), seats).unwrap();
-    let log = dir.join("sidecar.log");
-    let _ = std::fs::remove_file(&log);
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{c}/tls.crt\"\ntls_key = \"{c}/tls.key\"\n\n\
          [upstream]\nurl = \"http://127.0.0.1:9\"\n\n\
@@ -102,33 +46,7 @@ fn sidecar(dir: &Path, api: &str, login: &str, users: usize) -> (Proc, SocketAdd
         c = certs.display(),
         d = dir.display(),
     );
-    let path = dir.join("sidecar.toml");
-    std::fs::write(&path, config).unwrap();
-    let child = Command::new(BIN)
-        .args(["run", "--config"])
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .expect("run the sidecar");
-    let proc = Proc(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        for line in text.lines() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                if let Some(l) = v["listen"].as_str() {
-                    return (proc, l.parse().unwrap());
-                }
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the sidecar did not start:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    run_sidecar(dir, &config)
 }
 
 /// Starts the vendor's backend; `None` when node or its modules are not available.
@@ -239,7 +157,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 async fn added_latency(dir: &Path, n: usize) {
-    let (_em, api) = emulator(dir, 0);
+    let (_em, api) = emulator(dir, 0, &[SEAT]);
     let (_side, addr) = sidecar(dir, &api, RAISED, 1);
     let creds = tccc_sidecar::ccc::CredentialStore::fixed(tccc_sidecar::ccc::Credentials {
         secret_id: SECRET_ID.into(),
@@ -292,7 +210,7 @@ const RAISED: &str =
     "per_client_rate = \"1000000/s\"\nper_user_rate = \"1000000/s\"\ntotal_rate = \"1000000/s\"";
 
 async fn burst(dir: &Path, n: usize) {
-    let (_em, api) = emulator(dir, 20);
+    let (_em, api) = emulator(dir, 20, &[SEAT]);
     let (_side, addr) = sidecar(dir, &api, "", n);
     let start = Instant::now() + Duration::from_millis(200);
     let mut tasks = Vec::new();
@@ -445,7 +363,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 async fn versus_vendor(dir: &Path, rounds: usize, secs: f64) {
-    let (_em, api) = emulator(dir, 0);
+    let (_em, api) = emulator(dir, 0, &[SEAT]);
     let Some((_vendor, vaddr)) = vendor(&api) else {
         println!("\n(vendor backend skipped: node/npm or its modules are not available)");
         return;
@@ -526,7 +444,7 @@ async fn versus_vendor(dir: &Path, rounds: usize, secs: f64) {
 
 fn main() {
     let measuring = std::env::args().any(|a| a == "--bench");
-    let dir = tempdir();
+    let dir = tempdir("login-bench");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

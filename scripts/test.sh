@@ -44,9 +44,9 @@ bash scripts/check-hardened.sh target/hardened-tccc-sidecar 2>&1 | tee -a "$log"
 cargo test --locked --all-targets 2>&1 | tee -a "$log"
 cargo build --locked --bin tccc-sidecar
 python3 scripts/check-deploy.py --bin target/debug/tccc-sidecar 2>&1 | tee -a "$log" || true
-# cargo's per-binary lines plus the two script summaries.
-passed=$( { grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) passed.*/\1/'; grep -E '^(hardened|deploy): [0-9]+ passed' "$log" | sed -E 's/^[a-z]+: ([0-9]+) passed.*/\1/'; } | paste -sd+ - | bc)
-failed=$( { grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/'; grep -E '^(hardened|deploy): [0-9]+ passed' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/'; } | paste -sd+ - | bc)
+# cargo's per-binary lines plus the script summaries and the short soak (benches/soak.rs).
+passed=$( { grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) passed.*/\1/'; grep -E '^(hardened|deploy|soak): [0-9]+ passed' "$log" | sed -E 's/^[a-z]+: ([0-9]+) passed.*/\1/'; } | paste -sd+ - | bc)
+failed=$( { grep -E '^test result:' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/'; grep -E '^(hardened|deploy|soak): [0-9]+ passed' "$log" | sed -E 's/.* ([0-9]+) failed.*/\1/'; } | paste -sd+ - | bc)
 echo "test command finished in $(( $(date +%s) - start ))s"
 echo "tests: ${passed:-0} passed, ${failed:-0} failed"
 [ "${failed:-0}" -eq 0 ] && [ "${passed:-0}" -gt 0 ]

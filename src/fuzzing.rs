@@ -129,12 +129,14 @@ pub fn config(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    type Target = fn(&[u8]);
+
     /// The committed corpus (`fuzz/corpus/<target>/`), replayed as ordinary tests: every
     /// input the fuzzers kept still holds every invariant.
     #[test]
     fn the_fuzz_corpus_replays() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus");
-        let targets: [(&str, fn(&[u8])); 4] = [
+        let targets: [(&str, Target); 4] = [
             ("injector", super::injector),
             ("authorization", super::authorization),
             ("csp", super::csp),
