@@ -208,3 +208,45 @@ async fn client_body_error_is_answered_as_the_clients_fault() {
     assert!(out.starts_with("HTTP/1.1 400"), "{out}");
     assert_eq!(up.count(), 0);
 }
+
+#[tokio::test]
+async fn an_injected_page_whose_upstream_dies_is_truncated_too() {
+    // A page that gets the loader, cut off by the upstream after its head: the rewritten
+    // stream must not be finished as if complete.
+    let up = RawUpstream::start(|mut s, _| async move {
+        if read_head(&mut s).await.is_some() {
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nTransfer-Encoding: chunked\r\n\r\n2c\r\n<html><head><title>t</title></head><body><p>\r\n")
+                .await;
+            let _ = s.flush().await;
+        }
+    })
+    .await;
+    let side = Sidecar::start(&up.url(), "", "").await;
+    let out = raw_exchange(
+        &side,
+        b"GET / HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Dest: document\r\n\r\n",
+    )
+    .await;
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(
+        out.contains("data-tccc-loader"),
+        "the page was being rewritten: {out}"
+    );
+    assert!(
+        !out.ends_with("0\r\n\r\n"),
+        "the client must not see a clean end: {out:?}"
+    );
+    let mut c = side.h2().await;
+    let req = http::Request::get("/")
+        .header("sec-fetch-dest", "document")
+        .header("accept-encoding", "gzip")
+        .body(empty())
+        .unwrap();
+    let resp = c.send(req).await.unwrap();
+    let result = within("h2 body", resp.into_body().collect()).await;
+    assert!(
+        result.is_err(),
+        "HTTP/2 stream must be reset, not ended cleanly"
+    );
+}
