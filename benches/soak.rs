@@ -291,14 +291,7 @@ async fn login_loop(side: SocketAddr, counts: Arc<Counts>, until: Instant, first
 }
 
 async fn websocket_loop(side: SocketAddr, counts: Arc<Counts>, until: Instant) {
-    let tls = {
-        let mut cfg = rustls::ClientConfig::builder()
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCert))
-            .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Arc::new(cfg)
-    };
+    let tls = insecure_tls();
     while Instant::now() < until {
         let ok = async {
             let tcp = tokio::net::TcpStream::connect(side).await.ok()?;
@@ -333,6 +326,16 @@ async fn websocket_loop(side: SocketAddr, counts: Arc<Counts>, until: Instant) {
             error(&counts, "websocket");
         }
     }
+}
+
+/// HTTP/1.1 over TLS to whatever certificate is served (it is rotated during the run).
+fn insecure_tls() -> Arc<rustls::ClientConfig> {
+    let mut cfg = rustls::ClientConfig::builder()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCert))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
 }
 
 #[derive(Debug)]

@@ -449,6 +449,11 @@ fn weaken_etag(h: &mut HeaderMap) {
 }
 
 fn add_vary_accept_encoding(h: &mut HeaderMap) {
+    add_vary(h, "Accept-Encoding");
+}
+
+/// Adds `name` to `Vary` unless it (or `*`) is there already.
+pub(crate) fn add_vary(h: &mut HeaderMap, name: &'static str) {
     let present = h
         .get_all(header::VARY)
         .iter()
@@ -456,10 +461,10 @@ fn add_vary_accept_encoding(h: &mut HeaderMap) {
         .flat_map(|v| v.split(','))
         .any(|t| {
             let t = t.trim();
-            t == "*" || t.eq_ignore_ascii_case("accept-encoding")
+            t == "*" || t.eq_ignore_ascii_case(name)
         });
     if !present {
-        h.append(header::VARY, HeaderValue::from_static("Accept-Encoding"));
+        h.append(header::VARY, HeaderValue::from_static(name));
     }
 }
 

@@ -281,7 +281,7 @@ pub fn finish(role: Role, h: &mut HeaderMap) {
         relax_framing(h);
     }
     if html {
-        add_vary_fetch_dest(h);
+        super::add_vary(h, "Sec-Fetch-Dest");
         if matches!(role, Role::Framed { .. }) {
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             h.remove(header::EXPIRES);
@@ -332,21 +332,6 @@ pub fn relax_framing(h: &mut HeaderMap) {
                 .unwrap_or(v);
             h.append(&name, new);
         }
-    }
-}
-
-fn add_vary_fetch_dest(h: &mut HeaderMap) {
-    let present = h
-        .get_all(header::VARY)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| {
-            let t = t.trim();
-            t == "*" || t.eq_ignore_ascii_case("sec-fetch-dest")
-        });
-    if !present {
-        h.append(header::VARY, HeaderValue::from_static("Sec-Fetch-Dest"));
     }
 }
 

@@ -114,6 +114,38 @@ async fn assert_call_survives(page: &Page, w: &World, path: &str, title: &str, w
     assert_eq!(eval(page, "window.__csp").await, json!([]), "{what}: CSP");
 }
 
+/// Logs in through the demo CRM's form shown in the shell's frame.
+async fn log_in_in_frame(page: &Page, user: &str, password: &str) {
+    let form = wait_for(
+        page,
+        &framed("!!d.querySelector('input[name=user]')"),
+        &json!(true),
+    )
+    .await;
+    assert_eq!(form, json!(true), "the CRM's login form, in the shell");
+    eval(page, &framed(&format!("(d.querySelector('input[name=user]').value = '{user}', d.querySelector('input[name=password]').value = '{password}', d.querySelector('button[type=submit]').click(), 1)"))).await;
+}
+
+/// Clicks the `n`th phone number of the framed page (the CRM's own integration calls it) and
+/// waits for the page to say the call started.
+async fn call_from_frame(page: &Page, n: usize, number: &str) {
+    eval(
+        page,
+        &framed(&format!(
+            "d.querySelectorAll(\"a[href^='tel:']\")[{n}].click(), 1"
+        )),
+    )
+    .await;
+    let want = json!(format!("Call started: {number}"));
+    let status = wait_for(
+        page,
+        &framed("d.getElementById('call-status').textContent"),
+        &want,
+    )
+    .await;
+    assert_eq!(status, want);
+}
+
 pub(crate) async fn scenarios(browser: &Browser) {
     calls_survive_navigation_and_a_user_switch_tears_down(browser).await;
     a_page_that_breaks_out_of_frames_gets_script_mode(browser).await;
@@ -136,18 +168,7 @@ async fn calls_survive_navigation_and_a_user_switch_tears_down(browser: &Browser
         json!("function"),
         "window.tccc in the framed page"
     );
-    eval(
-        &page,
-        &framed("d.querySelector(\"a[href^='tel:']\").click(), 1"),
-    )
-    .await;
-    let status = wait_for(
-        &page,
-        &framed("d.getElementById('call-status').textContent"),
-        &json!("Call started: +862155550101"),
-    )
-    .await;
-    assert_eq!(status, json!("Call started: +862155550101"));
+    call_from_frame(&page, 0, "+862155550101").await;
     let rows = wait_for(
         &page,
         "document.querySelectorAll('.tccc-standin-call').length",
@@ -273,14 +294,7 @@ async fn calls_survive_navigation_and_a_user_switch_tears_down(browser: &Browser
         Value::Null,
         "no workbench for nobody"
     );
-    let login_form = wait_for(
-        &page,
-        &framed("!!d.querySelector('input[name=user]')"),
-        &json!(true),
-    )
-    .await;
-    assert_eq!(login_form, json!(true));
-    eval(&page, &framed("(d.querySelector('input[name=user]').value = 'bob', d.querySelector('input[name=password]').value = 'bob-demo', d.querySelector('button[type=submit]').click(), 1)")).await;
+    log_in_in_frame(&page, "bob", "bob-demo").await;
     let v = wait_for(&page, STATE, &json!("ready")).await;
     assert_eq!(v, json!("ready"), "bob's workbench");
     let who = wait_for(
@@ -647,37 +661,19 @@ async fn demo_shell_as_a_newcomer(browser: &Browser) {
     page.goto(format!("https://localhost:{port}/"))
         .await
         .unwrap();
-    let form = wait_for(
-        &page,
-        &framed("!!d.querySelector('input[name=user]')"),
-        &json!(true),
-    )
-    .await;
-    assert_eq!(form, json!(true), "the CRM's login form, in the shell");
     let bar = wait_for(&page, "location.pathname", &json!("/login")).await;
     assert_eq!(
         bar,
         json!("/login"),
         "the address bar follows the frame's redirect"
     );
-    eval(&page, &framed("(d.querySelector('input[name=user]').value = 'alice', d.querySelector('input[name=password]').value = 'alice-demo', d.querySelector('button[type=submit]').click(), 1)")).await;
+    log_in_in_frame(&page, "alice", "alice-demo").await;
     assert_ready_with_button(&page, "demo --shell after login").await;
     // A call from the customer list (the CRM's own integration), then the second customer's
     // page: the call goes on.
     let ready = wait_for(&page, &framed(FRAME_STATE), &json!("ready")).await;
     assert_eq!(ready, json!("ready"));
-    eval(
-        &page,
-        &framed("d.querySelectorAll(\"a[href^='tel:']\")[1].click(), 1"),
-    )
-    .await;
-    let status = wait_for(
-        &page,
-        &framed("d.getElementById('call-status').textContent"),
-        &json!("Call started: +8675555550102"),
-    )
-    .await;
-    assert_eq!(status, json!("Call started: +8675555550102"));
+    call_from_frame(&page, 1, "+8675555550102").await;
     eval(
         &page,
         &framed("d.querySelectorAll('a.customer')[1].click(), 1"),
