@@ -105,7 +105,8 @@ pub fn csp(data: &[u8]) {
             None,
             "idempotent"
         );
-        for token in text.split([' ', ';', ',', '\t', '\n']) {
+        // Tokens as CSP parsers see them: separated by ASCII whitespace, ';' and ','.
+        for token in text.split(|c: char| c.is_ascii_whitespace() || c == ';' || c == ',') {
             if !token.is_empty() && !token.eq_ignore_ascii_case("'none'") {
                 assert!(
                     relaxed

@@ -388,7 +388,7 @@ pub fn plan_headers(values: &[String], fresh: impl FnOnce() -> String) -> CspPla
 pub fn rewrite_value(value: &str, src: &Sources, nonce: Option<&str>) -> String {
     value
         .split(',')
-        .map(|p| rewrite_policy(p, src, nonce).unwrap_or_else(|| p.trim().to_string()))
+        .map(|p| rewrite_policy(p, src, nonce).unwrap_or_else(|| trim_ascii(p).to_string()))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -406,6 +406,11 @@ pub fn rewrite_meta(content: &str, src: &Sources, slot: &mut Option<String>) -> 
         }
     }
     rewrite_policy(content, src, slot.as_deref())
+}
+
+/// CSP parsers strip ASCII whitespace only (not, say, a vertical tab, which `str::trim` would).
+fn trim_ascii(s: &str) -> &str {
+    s.trim_matches(|c: char| c.is_ascii_whitespace())
 }
 
 /// Shell mode, for a same-origin iframe's answer only: every policy in `value` whose
@@ -435,7 +440,7 @@ pub fn allow_self_framing(value: &str) -> Option<String> {
                 changed = true;
                 p.serialize()
             } else {
-                text.trim().to_string()
+                trim_ascii(text).to_string()
             }
         })
         .collect();
