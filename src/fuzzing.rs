@@ -98,6 +98,8 @@ pub fn csp(data: &[u8]) {
         &learned,
     );
     let _ = crate::inject::csp::rewrite_value(text, &sources, Some("n0nce"));
+    let mut slot = None;
+    let _ = crate::inject::csp::rewrite_meta(text, &sources, &mut slot);
     let _ = crate::inject::csp::plan_headers(&[text.to_string()], || "fresh".to_string());
     if let Some(relaxed) = crate::inject::csp::allow_self_framing(text) {
         assert_eq!(

@@ -158,7 +158,7 @@ pub fn valid_other_origin(s: &str) -> bool {
         !r.is_empty()
             && r != "*"
             && !r.contains(['/', '\'', ' ', ';', ','])
-            && !r[1..].contains('*')
+            && !r.chars().skip(1).any(|c| c == '*')
     })
 }
 
@@ -229,7 +229,9 @@ impl Policy {
 }
 
 fn is_nonce(s: &str) -> bool {
-    s.len() > 8 && s[..7].eq_ignore_ascii_case("'nonce-") && s.ends_with('\'')
+    // Bytes, not a str slice: a `<meta>` policy is page text, and byte 7 may fall inside a
+    // multi-byte character.
+    s.len() > 8 && s.as_bytes()[..7].eq_ignore_ascii_case(b"'nonce-") && s.ends_with('\'')
 }
 
 fn is_hash(s: &str) -> bool {
@@ -738,5 +740,27 @@ mod tests {
                 .as_deref(),
             Some("script-src 'self', frame-ancestors 'self'; frame-ancestors 'self'")
         );
+    }
+
+    #[test]
+    fn multi_byte_text_is_never_sliced_inside_a_character() {
+        // Found by the csp fuzz target: a <meta> policy is page text.
+        let learned = LearnedOrigins::default();
+        let src = Sources::new(
+            "https://crm.example/__tccc/loader.js".into(),
+            None,
+            &learned,
+        );
+        let _ = rewrite_value("script-sRc ript-sRb  ript-s\u{60a}nsaf/-'", &src, Some("n"));
+        let mut slot = None;
+        let _ = rewrite_meta(
+            "script-src '\u{e9}\u{e9}\u{e9}\u{e9}nonce-x'",
+            &src,
+            &mut slot,
+        );
+        assert!(!is_nonce("'nonc\u{60a}abc'"));
+        assert!(is_nonce("'nonce-abc'"));
+        assert!(!valid_other_origin("https://\u{e9}*.example"));
+        assert!(valid_other_origin("https://\u{e9}x.example"));
     }
 }
