@@ -265,6 +265,64 @@ pub(crate) fn spawn_reading(
     (child, rx)
 }
 
+/// `tccc-sidecar run --config PATH` logging JSON to stderr, once it serves: the process, the
+/// log lines so far, and its TLS and admin addresses.
+pub(crate) struct Running {
+    pub child: ChildGuard,
+    rx: std::sync::mpsc::Receiver<String>,
+    pub logs: Vec<String>,
+    pub addr: std::net::SocketAddr,
+    pub admin: Option<std::net::SocketAddr>,
+}
+
+pub(crate) fn run_json(path: &std::path::Path, rust_log: Option<&str>) -> Running {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["run", "--config"]).arg(path);
+    match rust_log {
+        Some(l) => cmd.env("RUST_LOG", l),
+        None => cmd.env_remove("RUST_LOG"),
+    };
+    let (child, rx) = spawn_reading(cmd, false);
+    let mut logs = Vec::new();
+    loop {
+        let line = rx.recv_timeout(WAIT).expect("the serving line");
+        logs.push(line.clone());
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        if let Some(listen) = v["listen"].as_str() {
+            let admin = v["admin"].as_str().and_then(|a| a.parse().ok());
+            return Running {
+                child,
+                rx,
+                logs,
+                addr: listen.parse().unwrap(),
+                admin,
+            };
+        }
+    }
+}
+
+impl Running {
+    /// SIGTERM; the exit code and every log line.
+    pub async fn stop(self) -> (Option<i32>, Vec<String>) {
+        let Running {
+            mut child,
+            rx,
+            mut logs,
+            ..
+        } = self;
+        unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+        let status = within("exit", tokio::task::spawn_blocking(move || child.0.wait()))
+            .await
+            .unwrap()
+            .unwrap();
+        while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
+            logs.push(l);
+        }
+        (status.code(), logs)
+    }
+}
+
 /// Kills the child process if the test ends before it exited on its own.
 pub struct ChildGuard(pub std::process::Child);
 
@@ -358,21 +416,8 @@ async fn logs_never_carry_cookies_or_authorization_even_at_trace_and_json_lines_
     let path = dir.path("sidecar.toml");
     let text = config_text(&dir, &up.url(), "") + "\n[log]\nformat = \"json\"\nlevel = \"trace\"\n";
     std::fs::write(&path, text).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["run", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "trace");
-    let (mut child, rx) = spawn_reading(cmd, false);
-    let mut logs = Vec::new();
-    let addr = loop {
-        let line = rx.recv_timeout(WAIT).expect("the serving line");
-        logs.push(line.clone());
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|_| panic!("not JSON: {line}"));
-        if let Some(listen) = v["listen"].as_str() {
-            break listen.parse::<std::net::SocketAddr>().unwrap();
-        }
-    };
+    let running = run_json(&path, Some("trace"));
+    let addr = running.addr;
     for proto in BOTH {
         let mut c = Client::connect(addr, &ca, proto, None).await;
         let req = http::Request::get("/page;jsessionid=SECRETJSESSION?q=SECRETQUERY")
@@ -383,15 +428,8 @@ async fn logs_never_carry_cookies_or_authorization_even_at_trace_and_json_lines_
         let (parts, _) = read(c.send(req).await.unwrap()).await;
         assert_eq!(parts.status, 200);
     }
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-    let status = within("exit", tokio::task::spawn_blocking(move || child.0.wait()))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
-        logs.push(l);
-    }
+    let (code, logs) = running.stop().await;
+    assert_eq!(code, Some(0));
     let access: Vec<serde_json::Value> = logs
         .iter()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -436,21 +474,8 @@ async fn login_leaves_an_audit_line_without_the_sdk_url_and_sighup_reloads_seats
             seats.display()
         );
     std::fs::write(&path, text).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["run", "--config"])
-        .arg(&path)
-        .env_remove("RUST_LOG");
-    let (mut child, rx) = spawn_reading(cmd, false);
-    let mut logs = Vec::new();
-    let addr = loop {
-        let line = rx.recv_timeout(WAIT).expect("the serving line");
-        logs.push(line.clone());
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        if let Some(listen) = v["listen"].as_str() {
-            break listen.parse::<std::net::SocketAddr>().unwrap();
-        }
-    };
-    let mut c = Client::connect(addr, &ca, Proto::H1, None).await;
+    let running = run_json(&path, None);
+    let mut c = Client::connect(running.addr, &ca, Proto::H1, None).await;
     let (s, _, v) = crate::login_common::login(&mut c, &[("x-remote-user", "alice")]).await;
     crate::login_common::assert_token(s, &v);
     let sdk_url = v["SdkURL"].as_str().unwrap().to_string();
@@ -460,7 +485,7 @@ async fn login_leaves_an_audit_line_without_the_sdk_url_and_sighup_reloads_seats
 
     // SIGHUP reloads the seats file and does not stop the process.
     std::fs::write(&seats, "mallory = \"agent-bob@example.com\"\n").unwrap();
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGHUP) };
+    unsafe { libc::kill(running.child.0.id() as i32, libc::SIGHUP) };
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let (s, _, _) = crate::login_common::login(&mut c, &[("x-remote-user", "mallory")]).await;
@@ -470,19 +495,12 @@ async fn login_leaves_an_audit_line_without_the_sdk_url_and_sighup_reloads_seats
         assert!(std::time::Instant::now() < deadline, "seats never reloaded");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-    let status = within("exit", tokio::task::spawn_blocking(move || child.0.wait()))
-        .await
-        .unwrap()
-        .unwrap();
+    let (code, logs) = running.stop().await;
     assert_eq!(
-        status.code(),
+        code,
         Some(0),
         "SIGHUP did not end the process; SIGTERM did, cleanly"
     );
-    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
-        logs.push(l);
-    }
     let parsed: Vec<serde_json::Value> = logs
         .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))

@@ -7,14 +7,11 @@
 //! JSON-escaped) in the logs, in `/metrics`, in any response but the 200 token answer, or in
 //! the headers the upstream received (the cookie and Authorization may, where they belong).
 
-use crate::cli::spawn_reading;
 use crate::common::*;
 use base64::Engine;
 use http::{Method, Request, Response};
-use std::process::Command;
 use tccc_sidecar::emulator::EmulatorConfig;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tccc-sidecar");
 const SECRET_ID: &str = "AKIDleakCheckId42x";
 const SECRET_KEY: &str = "SKleak\"Check/Key+7f3a9c2e";
 const SESSION_TOKEN: &str = "TOKleak-Check/Session+5d8e";
@@ -114,23 +111,8 @@ async fn no_secret_reaches_logs_metrics_responses_or_the_upstream() {
     );
     let path = dir.path("sidecar.toml");
     std::fs::write(&path, text).unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.args(["run", "--config"])
-        .arg(&path)
-        .env("RUST_LOG", "trace");
-    let (mut child, rx) = spawn_reading(cmd, false);
-    let mut logs = Vec::new();
-    let (addr, admin) = loop {
-        let line = rx.recv_timeout(WAIT).expect("the serving line");
-        logs.push(line.clone());
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if let (Some(l), Some(a)) = (v["listen"].as_str(), v["admin"].as_str()) {
-            break (
-                l.parse::<std::net::SocketAddr>().unwrap(),
-                a.parse::<std::net::SocketAddr>().unwrap(),
-            );
-        }
-    };
+    let running = crate::cli::run_json(&path, Some("trace"));
+    let (addr, admin) = (running.addr, running.admin.expect("the admin listener"));
 
     let cookie = format!("sid=s-alice; other={COOKIE}");
     let mut responses = Vec::new();
@@ -237,15 +219,8 @@ async fn no_secret_reaches_logs_metrics_responses_or_the_upstream() {
         metrics.contains("tccc_sidecar_login_requests_total"),
         "{metrics}"
     );
-    unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-    let status = within("exit", tokio::task::spawn_blocking(move || child.0.wait()))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(status.code(), Some(0));
-    while let Ok(l) = rx.recv_timeout(std::time::Duration::from_secs(2)) {
-        logs.push(l);
-    }
+    let (code, logs) = running.stop().await;
+    assert_eq!(code, Some(0));
     let logs = logs.join("\n");
     assert!(
         logs.contains("login token request"),
