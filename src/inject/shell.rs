@@ -22,7 +22,7 @@
 use crate::proxy::responses::full;
 use crate::proxy::Body;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Response, StatusCode};
+use http::{Method, Response};
 
 const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
 const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
@@ -163,6 +163,20 @@ fn html_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// A page the sidecar answers itself in shell mode: HTML, never stored, varying by
+/// `Sec-Fetch-Dest` (the same address is a shell, a framed page or a script mode page by it).
+fn own_page(html: String) -> Response<Body> {
+    let mut resp = Response::new(full(html));
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::VARY, HeaderValue::from_static("Sec-Fetch-Dest"));
+    resp
+}
+
 /// The shell page for a request to `target` (path and query, as requested). The frame's URL
 /// is set by the shell script from the page's own location (with its fragment, which the
 /// server never sees); `<noscript>` browsers get the same target, anchored to this origin.
@@ -182,14 +196,8 @@ allow=\"microphone; camera; autoplay; fullscreen; clipboard-read; clipboard-writ
 <script src=\"{loader_src}?shell\" nonce=\"{nonce}\"></script></body></html>\n",
         frame = html_escape(&anchored),
     );
-    let mut resp = Response::new(full(html));
+    let mut resp = own_page(html);
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::VARY, HeaderValue::from_static("Sec-Fetch-Dest"));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -231,14 +239,8 @@ pub fn breakout(location: &str) -> Option<Response<Body>> {
 </head><body><noscript><a href=\"{href}\" target=\"_top\">Continue</a></noscript></body></html>\n",
         href = html_escape(location),
     );
-    let mut resp = Response::new(full(html));
+    let mut resp = own_page(html);
     let h = resp.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    h.insert(header::VARY, HeaderValue::from_static("Sec-Fetch-Dest"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_str(&format!(
@@ -246,7 +248,6 @@ pub fn breakout(location: &str) -> Option<Response<Body>> {
         ))
         .ok()?,
     );
-    *resp.status_mut() = StatusCode::OK;
     Some(resp)
 }
 
