@@ -1,11 +1,11 @@
 //! What every request handler shares: the configuration, the certificates, the upstream
-//! client and the metrics. Built once at start; parts that change at run time (certificates)
+//! connection pool and the metrics. Built once at start; parts that change at run time (certificates)
 //! sit behind atomic swaps.
 
 use crate::config::Config;
 use crate::login::LoginService;
 use crate::metrics::{Metrics, ResultLabel};
-use crate::proxy::upstream::{self, UpstreamClient};
+use crate::proxy::pool::Pool;
 use crate::tls::{CertResolver, CertStore};
 use http::HeaderValue;
 use std::net::SocketAddr;
@@ -21,7 +21,8 @@ pub struct AppState {
     pub config: Config,
     pub certs: Arc<CertResolver>,
     pub tls: Arc<rustls::ServerConfig>,
-    pub client: UpstreamClient,
+    /// Connections to the upstream; one pool per worker thread.
+    pub pool: Arc<Pool>,
     pub metrics: Arc<Metrics>,
     pub hsts: Option<HeaderValue>,
     /// The login endpoint and identity; one per process, shared by the workers, so that the
@@ -47,7 +48,7 @@ impl AppState {
         }
         let certs = CertResolver::new(store);
         let tls = crate::tls::server_config(&config.server, certs.clone())?;
-        let client = upstream::build(&config.upstream)?;
+        let pool = Pool::new(&config.upstream)?;
         let hsts = match &config.server.hsts {
             Some(v) => Some(
                 HeaderValue::from_str(v)
@@ -93,7 +94,7 @@ impl AppState {
             config,
             certs,
             tls: Arc::new(tls),
-            client,
+            pool,
             metrics,
             hsts,
             login,
@@ -112,7 +113,7 @@ impl AppState {
             config: self.config.clone(),
             certs: self.certs.clone(),
             tls: self.tls.clone(),
-            client: upstream::build(&self.config.upstream)?,
+            pool: Pool::new(&self.config.upstream)?,
             metrics: self.metrics.clone(),
             hsts: self.hsts.clone(),
             login: self.login.clone(),

@@ -6,10 +6,10 @@
 use super::codec::{Decoder, Encoder};
 use super::rewrite::Rewriter;
 use crate::metrics::Metrics;
+use crate::proxy::pool::PooledBody;
 use crate::proxy::BoxError;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -20,6 +20,9 @@ use std::task::{Context, Poll};
 /// per 80 KB page went to tokenizing past the head).
 const FIRST_SLICE: usize = 512;
 const MAX_SLICE: usize = 16 * 1024;
+/// Compressed output is gathered across upstream chunks that are ready at once, and sent
+/// when the upstream has to be waited for, at the end, or at this size.
+const SEND_AT: usize = 64 * 1024;
 
 struct Pipeline {
     decoder: Decoder,
@@ -37,6 +40,8 @@ struct Pipeline {
     result: Option<&'static str>,
     /// The untouched rest of the chunk in which the tag was placed, sent as the next frame.
     pending: Option<Bytes>,
+    /// Bytes went into the encoder since its last flush.
+    unflushed: bool,
 }
 
 impl Pipeline {
@@ -105,10 +110,22 @@ impl Pipeline {
         if self.identity_out() {
             return Ok(html);
         }
-        let mut out = Vec::with_capacity(html.len() / 2 + 64);
-        self.encoder.write(&html, &mut out)?;
-        self.encoder.flush(&mut out)?;
+        let mut out = Vec::new();
+        if !html.is_empty() {
+            self.encoder.write(&html, &mut out)?;
+            self.encoder.take(&mut out);
+            self.unflushed = true;
+        }
         Ok(Bytes::from(out))
+    }
+
+    /// Forces out what the encoder holds, when the upstream has nothing more ready.
+    fn flush(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
+        if self.unflushed {
+            self.encoder.flush(out)?;
+            self.unflushed = false;
+        }
+        Ok(())
     }
 
     /// The last bytes, and what became of the page (the metrics' result label).
@@ -140,7 +157,7 @@ impl Pipeline {
 }
 
 pub struct InjectBody {
-    inner: Incoming,
+    inner: PooledBody,
     /// Behind a mutex only because response bodies must be `Sync`; one task polls it.
     pipeline: Mutex<Option<Pipeline>>,
     metrics: Arc<Metrics>,
@@ -148,7 +165,7 @@ pub struct InjectBody {
 
 impl InjectBody {
     pub fn new(
-        inner: Incoming,
+        inner: PooledBody,
         decoder: Decoder,
         rewriter: Rewriter,
         stop_when_placed: bool,
@@ -165,9 +182,19 @@ impl InjectBody {
                 sniff: Some(Vec::new()),
                 result: None,
                 pending: None,
+                unflushed: false,
             })),
             metrics,
         }
+    }
+
+    /// Ends the rewrite after a failure in the middle of the page.
+    fn abort(&self, e: std::io::Error) -> BoxError {
+        self.pipeline
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.fail(e)
     }
 
     fn fail(&self, e: std::io::Error) -> BoxError {
@@ -185,6 +212,8 @@ impl Body for InjectBody {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        // Compressed output of the chunks handled in this call, not yet sent.
+        let mut gathered: Vec<u8> = Vec::new();
         loop {
             let pending = self
                 .pipeline
@@ -197,30 +226,49 @@ impl Body for InjectBody {
             }
             let polled = Pin::new(&mut self.inner).poll_frame(cx);
             match polled {
-                Poll::Pending => return Poll::Pending,
+                Poll::Pending => {
+                    // The upstream must be waited for: what the client has not got yet goes now.
+                    let flushed = {
+                        let mut g = self.pipeline.lock().unwrap_or_else(|p| p.into_inner());
+                        match g.as_mut() {
+                            Some(p) => p.flush(&mut gathered),
+                            None => Ok(()),
+                        }
+                    };
+                    if let Err(e) = flushed {
+                        return Poll::Ready(Some(Err(self.abort(e))));
+                    }
+                    if gathered.is_empty() {
+                        return Poll::Pending;
+                    }
+                    return Poll::Ready(Some(Ok(Frame::data(Bytes::from(gathered)))));
+                }
                 Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(Box::new(e)))),
                 Poll::Ready(Some(Ok(frame))) => {
                     // Trailers of a rewritten page are dropped: they describe other bytes.
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    let result = {
+                    let (result, identity) = {
                         let mut g = self.pipeline.lock().unwrap_or_else(|p| p.into_inner());
                         match g.as_mut() {
-                            Some(p) => p.process(data, false),
-                            None => Ok(Bytes::new()),
+                            Some(p) => (p.process(data, false), p.identity_out()),
+                            None => (Ok(Bytes::new()), true),
                         }
                     };
                     match result {
-                        Ok(out) if out.is_empty() => continue,
-                        Ok(out) => return Poll::Ready(Some(Ok(Frame::data(out)))),
-                        Err(e) => {
-                            self.pipeline
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .take();
-                            return Poll::Ready(Some(Err(self.fail(e))));
+                        Ok(out) if identity => {
+                            if !out.is_empty() {
+                                return Poll::Ready(Some(Ok(Frame::data(out))));
+                            }
                         }
+                        Ok(out) => {
+                            gathered.extend_from_slice(&out);
+                            if gathered.len() >= SEND_AT {
+                                return Poll::Ready(Some(Ok(Frame::data(Bytes::from(gathered)))));
+                            }
+                        }
+                        Err(e) => return Poll::Ready(Some(Err(self.abort(e)))),
                     }
                 }
                 Poll::Ready(None) => {
@@ -233,10 +281,11 @@ impl Body for InjectBody {
                     return match p.finish() {
                         Ok((out, result)) => {
                             self.metrics.injection(result);
-                            if out.is_empty() {
+                            gathered.extend_from_slice(&out);
+                            if gathered.is_empty() {
                                 Poll::Ready(None)
                             } else {
-                                Poll::Ready(Some(Ok(Frame::data(out))))
+                                Poll::Ready(Some(Ok(Frame::data(Bytes::from(gathered)))))
                             }
                         }
                         Err(e) => Poll::Ready(Some(Err(self.fail(e)))),

@@ -20,12 +20,12 @@ pub mod shell;
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::proxy::pool::PooledBody;
 use crate::proxy::{Body, BoxError};
 use codec::{Accepted, Coding};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use shell::Role;
 use std::sync::Arc;
 
@@ -185,7 +185,7 @@ impl Injector {
     pub fn respond(
         &self,
         prepared: Prepared,
-        resp: Response<Incoming>,
+        resp: Response<PooledBody>,
         public_origin: impl FnOnce() -> String,
     ) -> Response<Body> {
         let role = prepared.role;
@@ -202,7 +202,7 @@ impl Injector {
     fn rewrite(
         &self,
         prepared: Prepared,
-        resp: Response<Incoming>,
+        resp: Response<PooledBody>,
         public_origin: impl FnOnce() -> String,
     ) -> Response<Body> {
         let accepted = match prepared.plan {
@@ -421,11 +421,11 @@ fn make_private(h: &mut HeaderMap) {
 /// `Content-MD5` (RFC 1864, obsolete but still sent by some servers) would describe the old bytes.
 const CONTENT_MD5: header::HeaderName = header::HeaderName::from_static("content-md5");
 
-fn boxed(body: Incoming) -> Body {
+fn boxed(body: PooledBody) -> Body {
     body.map_err(|e| Box::new(e) as BoxError).boxed()
 }
 
-fn passthrough(resp: Response<Incoming>) -> Response<Body> {
+fn passthrough(resp: Response<PooledBody>) -> Response<Body> {
     resp.map(boxed)
 }
 

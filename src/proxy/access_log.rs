@@ -30,7 +30,11 @@ pub struct AccessLog {
 /// The request path as logged: the part before any `;` parameter (`;jsessionid=...`).
 pub fn loggable_path(path: &str) -> String {
     let p = path.split(';').next().unwrap_or("");
-    let mut s: String = p.chars().take(512).collect();
+    let mut s: String = if p.len() <= 512 {
+        p.to_string()
+    } else {
+        p.chars().take(512).collect()
+    };
     if s.is_empty() {
         s.push('/');
     }
@@ -110,21 +114,29 @@ fn push_timestamp(out: &mut String) {
     let _ = write!(out, ".{:06}Z", now.subsec_micros());
 }
 
-/// One decimal place, as the tracing fields were rounded.
+/// One decimal place, rounded as the tracing fields are (`{:.1}` costs a float formatter).
 fn push_ms(out: &mut String, ms: f64) {
-    use std::fmt::Write;
-    let _ = write!(out, "{:.1}", ms);
+    let tenths = (ms * 10.0).round().max(0.0) as u64;
+    push_u64(out, tenths / 10);
+    out.push('.');
+    out.push(char::from(b'0' + (tenths % 10) as u8));
+}
+
+fn push_u64(out: &mut String, n: u64) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 impl AccessLog {
     fn text_line(&self, out: &mut String, total_ms: f64) {
-        use std::fmt::Write;
         push_timestamp(out);
         out.push_str("  INFO tccc_sidecar::access: method=");
         out.push_str(self.method.as_str());
         out.push_str(" path=");
         out.push_str(&self.path);
-        let _ = write!(out, " status={} client={}", self.status, self.client);
+        out.push_str(" status=");
+        push_u64(out, u64::from(self.status));
+        out.push_str(" client=");
+        crate::proxy::forwarded::push_ip(out, self.client);
         out.push_str(" upstream_ms=");
         match self.upstream_ms {
             Some(v) => push_ms(out, v),
@@ -132,28 +144,27 @@ impl AccessLog {
         }
         out.push_str(" total_ms=");
         push_ms(out, total_ms);
-        let _ = write!(
-            out,
-            " bytes={} outcome={} request_id=",
-            self.bytes, self.outcome
-        );
+        out.push_str(" bytes=");
+        push_u64(out, self.bytes);
+        out.push_str(" outcome=");
+        out.push_str(self.outcome);
+        out.push_str(" request_id=");
         out.push_str(&self.request_id);
         out.push('\n');
     }
 
     fn json_line(&self, out: &mut String, total_ms: f64) {
-        use std::fmt::Write;
         out.push_str("{\"timestamp\":\"");
         push_timestamp(out);
         out.push_str("\",\"level\":\"INFO\",\"target\":\"tccc_sidecar::access\",\"method\":");
         push_json_str(out, self.method.as_str());
         out.push_str(",\"path\":");
         push_json_str(out, &self.path);
-        let _ = write!(
-            out,
-            ",\"status\":{},\"client\":\"{}\"",
-            self.status, self.client
-        );
+        out.push_str(",\"status\":");
+        push_u64(out, u64::from(self.status));
+        out.push_str(",\"client\":\"");
+        crate::proxy::forwarded::push_ip(out, self.client);
+        out.push('"');
         out.push_str(",\"upstream_ms\":");
         match self.upstream_ms {
             Some(v) => push_ms(out, v),
@@ -161,11 +172,11 @@ impl AccessLog {
         }
         out.push_str(",\"total_ms\":");
         push_ms(out, total_ms);
-        let _ = write!(
-            out,
-            ",\"bytes\":{},\"outcome\":\"{}\",\"request_id\":",
-            self.bytes, self.outcome
-        );
+        out.push_str(",\"bytes\":");
+        push_u64(out, self.bytes);
+        out.push_str(",\"outcome\":\"");
+        out.push_str(self.outcome);
+        out.push_str("\",\"request_id\":");
         push_json_str(out, &self.request_id);
         out.push_str("}\n");
     }

@@ -45,43 +45,72 @@ pub struct Forwarding {
 pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trusted: &[Cidr], host: &str) -> Forwarding {
     let peer = crate::config::types::canonical_ip(peer);
     let peer_trusted = any_contains(trusted, peer);
-    // The X-Real-IP the client sent is never believed as such; a trusted hop's chain is used instead.
-    headers.remove(X_REAL_IP);
+    // The X-Real-IP the client sent is never believed as such (it is replaced below); a
+    // trusted hop's chain is used instead.
     let client_ip = if peer_trusted {
         believed_client(headers, peer, trusted)
     } else {
-        for name in &UNTRUSTED_DROP {
-            headers.remove(name);
-        }
+        super::hop::remove_present(headers, &UNTRUSTED_DROP);
         peer
     };
 
-    let prior_xff = joined(headers, &XFF);
-    let xff = match prior_xff {
-        Some(prior) => format!("{prior}, {peer}"),
-        None => peer.to_string(),
-    };
-    set(headers, XFF, &xff);
+    let mut peer_text = String::with_capacity(16);
+    push_ip(&mut peer_text, peer);
+    match joined(headers, &XFF) {
+        Some(prior) => set(headers, XFF, &format!("{prior}, {peer_text}")),
+        None => set(headers, XFF, &peer_text),
+    }
     if !headers.contains_key(&XFP) {
         headers.insert(XFP, HeaderValue::from_static("https"));
     }
     if !headers.contains_key(&XFH) {
         set(headers, XFH, host);
     }
-    let element = format!(
-        "for={};proto=https;host={}",
-        forwarded_node(peer),
-        quote_if_needed(host)
-    );
+    let mut element = String::with_capacity(64);
+    element.push_str("for=");
+    match peer {
+        IpAddr::V4(_) => element.push_str(&peer_text),
+        IpAddr::V6(_) => {
+            element.push_str("\"[");
+            element.push_str(&peer_text);
+            element.push_str("]\"");
+        }
+    }
+    element.push_str(";proto=https;host=");
+    push_quoted_if_needed(&mut element, host);
     let fwd = match joined(headers, &FORWARDED) {
         Some(prior) => format!("{prior}, {element}"),
         None => element,
     };
     set(headers, FORWARDED, &fwd);
-    set(headers, X_REAL_IP, &client_ip.to_string());
+    if client_ip != peer {
+        peer_text.clear();
+        push_ip(&mut peer_text, client_ip);
+    }
+    set(headers, X_REAL_IP, &peer_text);
     Forwarding {
         client_ip,
         peer_trusted,
+    }
+}
+
+/// Writes an address as `Display` does, without the formatting machinery for IPv4 (one per
+/// request in the forwarding headers and the access log).
+pub fn push_ip(out: &mut String, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(v4) => {
+            for (i, octet) in v4.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                let mut buf = itoa::Buffer::new();
+                out.push_str(buf.format(octet));
+            }
+        }
+        IpAddr::V6(v6) => {
+            use std::fmt::Write;
+            let _ = write!(out, "{v6}");
+        }
     }
 }
 
@@ -138,20 +167,15 @@ fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
-fn forwarded_node(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => v4.to_string(),
-        IpAddr::V6(v6) => format!("\"[{v6}]\""),
-    }
-}
-
-fn quote_if_needed(v: &str) -> String {
+fn push_quoted_if_needed(out: &mut String, v: &str) {
     if v.bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
     {
-        v.to_string()
+        out.push_str(v);
     } else {
-        format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+        out.push('"');
+        out.push_str(&v.replace('\\', "\\\\").replace('"', "\\\""));
+        out.push('"');
     }
 }
 

@@ -53,7 +53,16 @@ pub fn strip(headers: &mut HeaderMap) {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
+    remove_present(headers, &HOP_BY_HOP);
+}
+
+/// Removes every header of `names` that is present. Most messages carry none of them: one
+/// pass over the few headers present costs less than a hash lookup per name.
+pub fn remove_present(headers: &mut HeaderMap, names: &[HeaderName]) {
+    if !headers.keys().any(|k| names.contains(k)) {
+        return;
+    }
+    for name in names {
         headers.remove(name);
     }
 }

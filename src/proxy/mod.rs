@@ -9,6 +9,7 @@ pub mod access_log;
 mod client_body;
 pub mod forwarded;
 pub mod hop;
+pub mod pool;
 pub mod responses;
 pub mod rewrite;
 mod tunnel;
@@ -168,7 +169,7 @@ async fn forward(
         (Request::from_parts(parts, body), failed)
     };
     let sent = Instant::now();
-    let result = tokio::time::timeout(timeout, state.client.request(req)).await;
+    let result = tokio::time::timeout(timeout, state.pool.send(req)).await;
     let upstream_secs = sent.elapsed().as_secs_f64();
     log.upstream_ms = Some(upstream_secs * 1000.0);
     let mut resp = match result {
@@ -188,8 +189,11 @@ async fn forward(
             ));
         }
         Ok(Err(e)) => {
-            let kind = if e.is_connect() { "connect" } else { "reset" };
-            tracing::warn!(kind, error = %ErrorChain(&e), "upstream request failed");
+            let kind = match e {
+                pool::PoolError::Connect(_) => "connect",
+                pool::PoolError::Request(_) => "reset",
+            };
+            tracing::warn!(kind, error = %e, "upstream request failed");
             state.metrics.upstream_error(kind);
             return Err(Reject::new(
                 StatusCode::BAD_GATEWAY,
@@ -245,7 +249,7 @@ fn framed_redirect(
     state: &AppState,
     host: &str,
     method: &Method,
-    resp: &Response<Incoming>,
+    resp: &Response<pool::PooledBody>,
 ) -> Option<Response<Body>> {
     let status = resp.status();
     let replays_method = matches!(status.as_u16(), 307 | 308);
@@ -393,24 +397,24 @@ fn upstream_request(
     upgrade: Option<&HeaderValue>,
 ) -> Result<String, Reject> {
     let upstream = &state.config.upstream.url;
-    let pq = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let uri = Uri::builder()
-        .scheme(if upstream.https { "https" } else { "http" })
-        .authority(upstream.authority.clone())
-        .path_and_query(pq)
-        .build()
-        .map_err(|_| {
+    // Origin-form, as HTTP/1.1 sends to an origin server (RFC 9112 §3.2.1); an HTTP/2 or
+    // absolute-form target loses its scheme and authority (the Host header carries it).
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        let mut parts = http::uri::Parts::default();
+        parts.path_and_query = Some(
+            req.uri()
+                .path_and_query()
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|_| {
             Reject::new(
                 StatusCode::BAD_REQUEST,
                 "bad_target",
                 "The request target is not valid.",
             )
         })?;
-    *req.uri_mut() = uri;
+    }
     let from_h2 = req.version() == Version::HTTP_2;
     *req.version_mut() = Version::HTTP_11;
 
@@ -490,8 +494,7 @@ fn is_token(s: &str) -> bool {
 }
 
 fn new_request_id() -> String {
-    let n: u128 = rand::random();
-    format!("{n:032x}")
+    hex::encode(rand::random::<[u8; 16]>())
 }
 
 /// Rewrites the upstream's response head for the client.

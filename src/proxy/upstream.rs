@@ -1,12 +1,9 @@
-//! The pooled HTTP client that talks to the upstream application.
-//!
-//! One client for the process: its connection pool is what makes a proxy cheap. HTTP/1.1 only
-//! towards the upstream, since legacy apps and WebSocket upgrades need it. hyper-util's client
-//! retries a request only when a pooled connection turned out to be closed before anything was
-//! written to it (`retry_canceled_requests`); no other request is replayed, because legacy apps
-//! change state on GET.
+//! Connections to the upstream application: the connector (TCP, and TLS for an `https`
+//! upstream, with its CA file or the loudly logged opt-out of verification) and a pooled
+//! client for the requests the sidecar makes itself (identity introspection). Forwarded
+//! requests go through [`super::pool`]. HTTP/1.1 only towards the upstream, since legacy apps
+//! and WebSocket upgrades need it.
 
-use super::client_body::ClientBody;
 use crate::config::UpstreamConfig;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -19,7 +16,6 @@ use rustls_pki_types::pem::PemObject;
 use std::sync::Arc;
 
 pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
-pub type UpstreamClient = Client<Connector, ClientBody>;
 
 /// Builds the client; errors name the CA file and what is wrong with it. Generic over the
 /// request body so that requests the sidecar makes itself (identity introspection) use the
@@ -30,18 +26,7 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(cfg.connect_timeout.get()));
-    http.set_keepalive(Some(std::time::Duration::from_secs(60)));
-
-    let tls = client_tls(cfg)?;
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+    let connector = connector(cfg)?;
     Ok(Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(cfg.pool_idle_timeout.get())
@@ -52,6 +37,21 @@ where
         .http1_max_buf_size(32 * 1024)
         .set_host(false)
         .build(connector))
+}
+
+/// TCP (no Nagle, keep-alive probes, the connect timeout) and, for an `https` upstream, TLS.
+pub fn connector(cfg: &UpstreamConfig) -> Result<Connector, String> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(cfg.connect_timeout.get()));
+    http.set_keepalive(Some(std::time::Duration::from_secs(60)));
+    let tls = client_tls(cfg)?;
+    Ok(hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http))
 }
 
 /// The rustls client configuration for an `https` upstream: Mozilla's roots plus the

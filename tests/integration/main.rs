@@ -26,4 +26,5 @@ mod smuggling;
 mod standin_sdk;
 mod tc3_vectors;
 mod tls;
+mod upstream_pool;
 mod upstream_tls;
