@@ -10,8 +10,9 @@ nginx's worker_processes equals the sidecar's worker threads.
 
 For each workload it measures, over alternating runs (peers in rotating order):
   - throughput at saturation (wrk, keep-alive),
-  - p99 latency at a fixed offered rate, about 70% of nginx's median throughput
-    (oha --qps with latency correction),
+  - p99 latency at a fixed offered rate, 70% of nginx's maximum as oha itself reaches it
+    (oha --qps with latency correction; oha costs more CPU than wrk, and a rate taken from
+    wrk's figure overloads the shared machine),
   - the proxy's CPU-seconds per 1,000 requests (utime+stime from /proc/PID/stat),
 and reports medians and spread (min-max). It prints the TLS version and cipher of each
 peer, and finally runs the slow-reader memory check: 200 clients reading a 5 MB response
@@ -57,16 +58,22 @@ def wait_port(port, timeout=10.0):
     raise SystemExit(f"nothing listens on port {port} after {timeout}s")
 
 
-def cpu_seconds(pids):
-    total = 0
+def cpu_split(pids):
+    """(user, system) CPU-seconds of the processes so far, from /proc/PID/stat."""
+    user = system = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            user += int(fields[11])  # utime
+            system += int(fields[12])  # stime
         except OSError:
             pass
-    return total / CLK_TCK
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(pids):
+    return sum(cpu_split(pids))
 
 
 def rss_kib(pid, key="VmRSS"):
@@ -168,6 +175,19 @@ def run_oha(port, path, duration, conns, qps):
     p99 = data["latencyPercentiles"]["p99"] * 1000.0
     ok = data["summary"]["successRate"]
     return p99, ok
+
+
+def oha_max(port, path, duration, conns, headers=()):
+    """Throughput with oha unthrottled: the latency runs use oha, which costs the shared CPUs
+    more than wrk does, so their fixed rate is set from what the peer reaches under oha."""
+    cmd = ["oha", "-z", f"{duration}s", "-c", str(conns), "--insecure", "--no-tui", "--output-format", "json"]
+    for h in headers:
+        cmd += ["-H", h]
+    out = subprocess.run(cmd + [f"https://127.0.0.1:{port}{path}"], capture_output=True, text=True)
+    try:
+        return float(json.loads(out.stdout)["summary"]["requestsPerSec"])
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise SystemExit(f"oha produced no JSON:\n{out.stdout}\n{out.stderr}")
 
 
 def fmt_spread(values, unit="", digits=0):
@@ -337,16 +357,24 @@ level = "info"
             rps = {p.name: [] for p in peers}
             cpu = {p.name: [] for p in peers}
             errs = {p.name: 0 for p in peers}
+            user_us = {p.name: [] for p in peers}
+            sys_us = {p.name: [] for p in peers}
             for r in range(args.runs):
                 order = peers[r % 3:] + peers[:r % 3]
                 for p in order:
-                    before = cpu_seconds(p.pids())
+                    u0, s0 = cpu_split(p.pids())
                     v, total, e = run_wrk(p.port, path, args.duration, args.connections)
-                    used = cpu_seconds(p.pids()) - before
+                    u1, s1 = cpu_split(p.pids())
+                    used = (u1 - u0) + (s1 - s0)
                     rps[p.name].append(v)
                     cpu[p.name].append(used / (total / 1000.0) if total else float("nan"))
+                    if total:
+                        user_us[p.name].append((u1 - u0) / total * 1e6)
+                        sys_us[p.name].append((s1 - s0) / total * 1e6)
                     errs[p.name] += e
-            qps = 0.7 * statistics.median(rps["nginx"])
+            oha_ref = statistics.median([oha_max(peers[1].port, path, args.duration, args.connections)
+                                         for _ in range(2)])
+            qps = 0.7 * oha_ref
             p99 = {p.name: [] for p in peers}
             for r in range(args.runs):
                 order = peers[r % 3:] + peers[:r % 3]
@@ -355,7 +383,8 @@ level = "info"
                     p99[p.name].append(v)
             results[label] = (rps, cpu, p99, qps, errs)
 
-            print(f"## {label}  (fixed rate for p99: {qps:.0f} req/s = 70% of nginx's median)")
+            print(f"## {label}  (fixed rate for p99: {qps:.0f} req/s = 70% of nginx's maximum under oha, "
+                  f"{oha_ref:.0f} req/s, median of 2 unthrottled runs)")
             print("| peer | throughput req/s, median (min-max) | p99 at fixed rate, ms | proxy CPU-s per 1,000 req | errors |")
             print("|---|---|---|---|---|")
             for p in peers:
@@ -364,7 +393,10 @@ level = "info"
             s, n = statistics.median(rps["sidecar"]), statistics.median(rps["nginx"])
             sp, np_ = statistics.median(p99["sidecar"]), statistics.median(p99["nginx"])
             sc, nc = statistics.median(cpu["sidecar"]), statistics.median(cpu["nginx"])
-            print(f"\nsidecar / nginx: throughput {s / n:.2f}x, p99 {sp / np_:.2f}x, CPU per request {sc / nc:.2f}x\n")
+            print(f"\nsidecar / nginx: throughput {s / n:.2f}x, p99 {sp / np_:.2f}x, CPU per request {sc / nc:.2f}x")
+            print("CPU per request, user + system, medians: " + "; ".join(
+                f"{p.name} {statistics.median(user_us[p.name]):.1f} + {statistics.median(sys_us[p.name]):.1f} us"
+                for p in peers if user_us[p.name]) + "\n")
 
         # Slow readers: 200 clients each read 256 KiB of a 5 MB response, then stall.
         memory_check(side.pid, side_port, "/big.bin", "5 MB response, 200 slow readers (sidecar)")

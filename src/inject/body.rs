@@ -58,15 +58,20 @@ impl Pipeline {
             Bytes::from(v)
         };
         if let Some(buf) = &mut self.sniff {
-            buf.extend_from_slice(&plain);
-            if buf.len() < 2 && !last {
-                return Ok(Bytes::new());
+            // The first chunk is looked at in place; only a page whose first chunk is shorter
+            // than the byte-order mark is gathered first.
+            if !buf.is_empty() || plain.len() < 2 {
+                buf.extend_from_slice(&plain);
+                if buf.len() < 2 && !last {
+                    return Ok(Bytes::new());
+                }
+                plain = Bytes::from(std::mem::take(buf));
             }
-            if buf.starts_with(&[0xFF, 0xFE]) || buf.starts_with(&[0xFE, 0xFF]) {
+            self.sniff = None;
+            if plain.starts_with(&[0xFF, 0xFE]) || plain.starts_with(&[0xFE, 0xFF]) {
                 self.rewriter = None;
                 self.result = Some("utf16_passthrough");
             }
-            plain = Bytes::from(self.sniff.take().unwrap_or_default());
         }
         let html: Bytes = match &mut self.rewriter {
             Some(r) if self.stop_when_placed => {
@@ -75,8 +80,15 @@ impl Pipeline {
                 let mut v = Vec::with_capacity(plain.len().min(MAX_SLICE) + 128);
                 let mut at = 0;
                 let mut slice = FIRST_SLICE;
+                // The first slice ends where a `</head>` seems to be: in most pages the
+                // tokenizer places the tag there and nothing past the head is tokenized. One
+                // inside a script or a comment is not placed on, and slicing goes on as usual.
+                let mut hint = head_end_hint(&plain);
                 while at < plain.len() {
-                    let end = (at + slice).min(plain.len());
+                    let end = match hint.take() {
+                        Some(h) if h > at => h,
+                        _ => (at + slice).min(plain.len()),
+                    };
                     r.write(&plain[at..end], &mut v)
                         .map_err(std::io::Error::other)?;
                     at = end;
@@ -154,6 +166,23 @@ impl Pipeline {
         self.encoder.finish(&mut out)?;
         Ok((Bytes::from(out), result))
     }
+}
+
+/// Just past the first `</head>`-looking end tag in `b` (ASCII case-insensitive), if any.
+fn head_end_hint(b: &[u8]) -> Option<usize> {
+    for i in memchr::memchr_iter(b'<', b) {
+        let name = b.get(i + 1..i + 6)?;
+        let after = b.get(i + 6).copied();
+        if name.eq_ignore_ascii_case(b"/head")
+            && matches!(
+                after,
+                Some(b'>' | b'/' | b' ' | b'\t' | b'\n' | b'\r' | b'\x0c')
+            )
+        {
+            return memchr::memchr(b'>', &b[i + 6..]).map(|j| i + 6 + j + 1);
+        }
+    }
+    None
 }
 
 pub struct InjectBody {
@@ -301,5 +330,29 @@ impl Body for InjectBody {
 
     fn size_hint(&self) -> SizeHint {
         SizeHint::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::head_end_hint;
+
+    #[test]
+    fn head_end_hint_finds_the_first_end_tag_of_head_in_any_case() {
+        let page = b"<html><head><title>t</title></head><body></body>";
+        assert_eq!(
+            head_end_hint(page),
+            Some(page.len() - "<body></body>".len())
+        );
+        assert_eq!(head_end_hint(b"<HEAD></HEAD >x"), Some(14));
+        assert_eq!(head_end_hint(b"<head></head\n>x"), Some(14));
+    }
+
+    #[test]
+    fn head_end_hint_ignores_lookalikes_and_unfinished_tags() {
+        assert_eq!(head_end_hint(b"<header></header><p>"), None);
+        assert_eq!(head_end_hint(b"<head></head"), None, "no `>` yet");
+        assert_eq!(head_end_hint(b"<head></hea"), None);
+        assert_eq!(head_end_hint(b""), None);
     }
 }

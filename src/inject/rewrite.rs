@@ -11,14 +11,54 @@
 
 use super::csp;
 use lol_html::html_content::{ContentType, DocumentEnd, Element, EndTag};
+use lol_html::send::ElementContentHandlers;
 use lol_html::send::{HtmlRewriter, Settings};
-use lol_html::{element, end, end_tag, AsciiCompatibleEncoding, MemorySettings, OutputSink};
+use lol_html::{end, end_tag, AsciiCompatibleEncoding, MemorySettings, OutputSink, Selector};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// The most lol_html may buffer for one token (a huge attribute, an unclosed comment); past
 /// it the rest of the page passes through untouched rather than failing.
 const MAX_PARSER_MEMORY: usize = 1024 * 1024;
+
+/// The selectors, parsed once: parsing them for every page was a sixth of the rewrite's cost.
+struct Selectors {
+    meta_csp: Selector,
+    loader: Selector,
+    head: Selector,
+    body: Selector,
+    frameset: Selector,
+}
+
+static SELECTORS: LazyLock<Selectors> = LazyLock::new(|| {
+    let parse = |s: &str| {
+        s.parse::<Selector>()
+            .unwrap_or_else(|e| unreachable!("constant selector {s}: {e}"))
+    };
+    Selectors {
+        meta_csp: parse("meta[http-equiv]"),
+        loader: parse("script[data-tccc-loader]"),
+        head: parse("head"),
+        body: parse("body"),
+        frameset: parse("frameset"),
+    }
+});
+
+type Handler = (Cow<'static, Selector>, ElementContentHandlers<'static>);
+
+/// A handler for the elements `selector` matches.
+fn on(
+    selector: &'static Selector,
+    f: impl FnMut(&mut Element<'_, '_, lol_html::send::SendHandlerTypes>) -> lol_html::HandlerResult
+        + Send
+        + 'static,
+) -> Handler {
+    (
+        Cow::Borrowed(selector),
+        ElementContentHandlers::default().element(f),
+    )
+}
 
 /// What one page gets: the loader's `src`, the nonce its CSP needs (the response head may
 /// have chosen it, or a `<meta>` policy before the tag may), and the sources a `<meta>` CSP
@@ -138,48 +178,48 @@ impl Rewriter {
             );
         if tag.csp.is_some() {
             let t = tag.clone();
-            settings = settings.append_element_content_handler(element!(
-                "meta[http-equiv]",
+            settings = settings.append_element_content_handler(on(
+                &SELECTORS.meta_csp,
                 move |el: &mut Element<'_, '_, _>| {
                     t.meta(el);
                     Ok(())
-                }
+                },
             ));
         }
         {
             // A page that already has the loader (a sidecar in front of this one) gets no second.
             let d = done.clone();
-            settings = settings.append_element_content_handler(element!(
-                "script[data-tccc-loader]",
+            settings = settings.append_element_content_handler(on(
+                &SELECTORS.loader,
                 move |_el: &mut Element<'_, '_, _>| {
                     d.done.store(true, Ordering::Relaxed);
                     Ok(())
-                }
+                },
             ));
         }
         match position {
             Position::Head => {
                 settings = settings.append_element_content_handler(before_end_tag(
-                    "head",
+                    &SELECTORS.head,
                     done.clone(),
                     tag.clone(),
                 ));
-                for name in ["body", "frameset"] {
+                for selector in [&SELECTORS.body, &SELECTORS.frameset] {
                     let (d, t) = (done.clone(), tag.clone());
-                    settings = settings.append_element_content_handler(element!(
-                        name,
+                    settings = settings.append_element_content_handler(on(
+                        selector,
                         move |el: &mut Element<'_, '_, _>| {
                             if claim(&d) {
                                 el.before(&t.tag(), ContentType::Html);
                             }
                             Ok(())
-                        }
+                        },
                     ));
                 }
             }
             Position::Body => {
                 settings = settings.append_element_content_handler(before_end_tag(
-                    "body",
+                    &SELECTORS.body,
                     done.clone(),
                     tag.clone(),
                 ));
@@ -245,15 +285,8 @@ impl Rewriter {
 }
 
 /// A handler that places the tag just before the first `selector` element's end tag.
-fn before_end_tag(
-    selector: &'static str,
-    d: Arc<Flags>,
-    t: Arc<PageInjection>,
-) -> (
-    std::borrow::Cow<'static, lol_html::Selector>,
-    lol_html::send::ElementContentHandlers<'static>,
-) {
-    element!(selector, move |el: &mut Element<'_, '_, _>| {
+fn before_end_tag(selector: &'static Selector, d: Arc<Flags>, t: Arc<PageInjection>) -> Handler {
+    on(selector, move |el: &mut Element<'_, '_, _>| {
         if done_already(&d) || !el.can_have_content() {
             return Ok(());
         }
