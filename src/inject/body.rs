@@ -217,12 +217,14 @@ impl InjectBody {
         }
     }
 
+    /// The rewrite state; a poisoned lock still holds it (one task polls this body).
+    fn pipeline(&self) -> std::sync::MutexGuard<'_, Option<Pipeline>> {
+        self.pipeline.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Ends the rewrite after a failure in the middle of the page.
     fn abort(&self, e: std::io::Error) -> BoxError {
-        self.pipeline
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        self.pipeline().take();
         self.fail(e)
     }
 
@@ -244,12 +246,7 @@ impl Body for InjectBody {
         // Compressed output of the chunks handled in this call, not yet sent.
         let mut gathered: Vec<u8> = Vec::new();
         loop {
-            let pending = self
-                .pipeline
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .as_mut()
-                .and_then(|p| p.pending.take());
+            let pending = self.pipeline().as_mut().and_then(|p| p.pending.take());
             if let Some(rest) = pending {
                 return Poll::Ready(Some(Ok(Frame::data(rest))));
             }
@@ -257,12 +254,9 @@ impl Body for InjectBody {
             match polled {
                 Poll::Pending => {
                     // The upstream must be waited for: what the client has not got yet goes now.
-                    let flushed = {
-                        let mut g = self.pipeline.lock().unwrap_or_else(|p| p.into_inner());
-                        match g.as_mut() {
-                            Some(p) => p.flush(&mut gathered),
-                            None => Ok(()),
-                        }
+                    let flushed = match self.pipeline().as_mut() {
+                        Some(p) => p.flush(&mut gathered),
+                        None => Ok(()),
                     };
                     if let Err(e) = flushed {
                         return Poll::Ready(Some(Err(self.abort(e))));
@@ -278,12 +272,9 @@ impl Body for InjectBody {
                     let Ok(data) = frame.into_data() else {
                         continue;
                     };
-                    let (result, identity) = {
-                        let mut g = self.pipeline.lock().unwrap_or_else(|p| p.into_inner());
-                        match g.as_mut() {
-                            Some(p) => (p.process(data, false), p.identity_out()),
-                            None => (Ok(Bytes::new()), true),
-                        }
+                    let (result, identity) = match self.pipeline().as_mut() {
+                        Some(p) => (p.process(data, false), p.identity_out()),
+                        None => (Ok(Bytes::new()), true),
                     };
                     match result {
                         Ok(out) if identity => {
@@ -301,11 +292,7 @@ impl Body for InjectBody {
                     }
                 }
                 Poll::Ready(None) => {
-                    let p = self
-                        .pipeline
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .take();
+                    let p = self.pipeline().take();
                     let Some(p) = p else { return Poll::Ready(None) };
                     return match p.finish() {
                         Ok((out, result)) => {

@@ -353,19 +353,11 @@ impl Encoder {
     pub fn flush(&mut self, out: &mut Vec<u8>) -> std::io::Result<()> {
         match self {
             Encoder::Identity => {}
-            Encoder::Gzip(e) => {
-                e.flush()?;
-                out.append(e.get_mut());
-            }
-            Encoder::Br(e) => {
-                e.flush()?;
-                out.append(e.get_mut());
-            }
-            Encoder::Zstd(e) => {
-                e.flush()?;
-                out.append(e.get_mut());
-            }
+            Encoder::Gzip(e) => e.flush()?,
+            Encoder::Br(e) => e.flush()?,
+            Encoder::Zstd(e) => e.flush()?,
         }
+        self.take(out);
         Ok(())
     }
 

@@ -50,6 +50,13 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Still open, free for a request, and idle for less than `timeout`.
+    fn usable(&self, now: Instant, timeout: Duration) -> bool {
+        self.sender.is_ready() && now.duration_since(self.since) < timeout
+    }
+}
+
 pub struct Pool {
     connector: Connector,
     /// `scheme://authority` of the upstream, what the connector dials.
@@ -115,7 +122,7 @@ impl Pool {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         while let Some(i) = idle.pop() {
-            if i.sender.is_ready() && now.duration_since(i.since) < self.idle_timeout {
+            if i.usable(now, self.idle_timeout) {
                 return Some(i.sender);
             }
         }
@@ -163,7 +170,7 @@ impl Pool {
     }
 
     /// Takes back a connection whose response has been read to the end.
-    fn put(self: &Arc<Self>, sender: SendRequest<ClientBody>) {
+    fn put(self: &Arc<Self>, mut sender: SendRequest<ClientBody>) {
         if sender.is_closed() {
             return;
         }
@@ -171,7 +178,6 @@ impl Pool {
             // The connection has not yet said it is free again (it does once its task runs):
             // wait for that off the request's path rather than pool a busy connection.
             let pool = Arc::downgrade(self);
-            let mut sender = sender;
             if tokio::runtime::Handle::try_current().is_ok() {
                 tokio::spawn(async move {
                     if sender.ready().await.is_ok() {
@@ -204,18 +210,13 @@ impl Pool {
         }
     }
 
-    /// Drops idle connections that are closed or older than the idle timeout.
+    /// Drops idle connections that closed or passed the idle timeout.
     fn sweep(&self) {
         let now = Instant::now();
         self.idle
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .retain(|i| !i.sender.is_closed() && now.duration_since(i.since) < self.idle_timeout);
-    }
-
-    /// Idle connections held now (tests and metrics).
-    pub fn idle_count(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+            .retain(|i| i.usable(now, self.idle_timeout));
     }
 }
 

@@ -38,6 +38,17 @@ async fn keep_alive_upstream(closed: Arc<AtomicUsize>) -> RawUpstream {
     .await
 }
 
+/// Waits (bounded) until the upstream has seen a connection closed; returns how long.
+async fn wait_until_closed(closed: &AtomicUsize) -> Duration {
+    let step = Duration::from_millis(20);
+    let mut waited = Duration::ZERO;
+    while closed.load(Ordering::SeqCst) == 0 && waited < Duration::from_secs(10) {
+        tokio::time::sleep(step).await;
+        waited += step;
+    }
+    waited
+}
+
 #[tokio::test]
 async fn one_upstream_connection_serves_sequential_requests_of_every_shape() {
     let closed = Arc::new(AtomicUsize::new(0));
@@ -73,11 +84,7 @@ async fn an_idle_upstream_connection_is_closed_after_the_idle_timeout() {
     let side = Sidecar::start(&up.url(), "", "pool_idle_timeout = \"300ms\"").await;
     let (parts, _) = side.h1().await.get("/").await;
     assert_eq!(parts.status, 200);
-    let mut waited = Duration::ZERO;
-    while closed.load(Ordering::SeqCst) == 0 && waited < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        waited += Duration::from_millis(50);
-    }
+    let waited = wait_until_closed(&closed).await;
     assert_eq!(
         closed.load(Ordering::SeqCst),
         1,
@@ -104,11 +111,7 @@ async fn a_response_the_client_abandoned_does_not_leave_its_connection_in_the_po
         assert_eq!(resp.headers()["content-length"], "4000000");
         // Dropped with most of the 4 MB unread.
     }
-    let mut waited = Duration::ZERO;
-    while closed.load(Ordering::SeqCst) == 0 && waited < Duration::from_secs(10) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        waited += Duration::from_millis(20);
-    }
+    wait_until_closed(&closed).await;
     assert_eq!(
         closed.load(Ordering::SeqCst),
         1,
