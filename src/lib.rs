@@ -16,6 +16,7 @@ pub mod demo;
 pub mod dev;
 pub mod devcert;
 pub mod diag;
+pub mod drain;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub mod fuzzing;

@@ -6,38 +6,97 @@
 //! connections are closed, HTTP/2 connections get GOAWAY, and requests in flight (streams and
 //! upgraded connections excepted) may finish until `server.shutdown_timeout`.
 
+use crate::drain::{Drain, Watcher};
 use crate::proxy;
 use crate::state::{AppState, ConnInfo};
-use hyper::service::service_fn;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::Service;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-/// Builds the HTTP/1.1 and HTTP/2 connection builders from the server limits.
-fn builders(state: &AppState) -> (auto::Builder<TokioExecutor>, auto::Builder<TokioExecutor>) {
+/// The HTTP/1.1 and HTTP/2 connection builders, configured from the server limits.
+///
+/// hyper's own builders, not hyper-util's protocol-sniffing one: ALPN has already chosen the
+/// protocol, and the sniffing connection is an enum as large as an HTTP/2 connection, which
+/// every idle HTTP/1.1 connection would pay for.
+struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+fn builders(state: &AppState) -> Builders {
     let s = &state.config.server;
-    let mut b = auto::Builder::new(TokioExecutor::new());
-    b.http1()
-        .timer(TokioTimer::new())
+    let mut h1 = http1::Builder::new();
+    h1.timer(TokioTimer::new())
         .header_read_timeout(s.header_read_timeout.get())
         .max_buf_size(s.max_header_bytes.max(8192))
         .max_headers(s.max_headers);
     // Not `pipeline_flush`: it bypasses the write-buffer cap and buffers whole responses for slow readers.
-    b.http2()
-        .timer(TokioTimer::new())
+    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    h2.timer(TokioTimer::new())
         .max_concurrent_streams(s.h2_max_concurrent_streams)
         .max_header_list_size(s.max_header_bytes as u32)
         .keep_alive_interval(Some(Duration::from_secs(30)))
         .keep_alive_timeout(Duration::from_secs(20))
         .max_pending_accept_reset_streams(Some(100))
         .max_local_error_reset_streams(Some(1024));
-    (b.clone().http1_only(), b.http2_only())
+    Builders { h1, h2 }
+}
+
+/// A request's handling, boxed: hyper keeps one slot per connection for the future in
+/// flight, sized for it, so an unboxed handler (several KiB) would be held by every idle
+/// keep-alive connection; boxed, it costs one allocation per request instead.
+type Handling = Pin<Box<dyn Future<Output = Result<Response<proxy::Body>, Infallible>> + Send>>;
+
+/// The proxy as a hyper service for one client connection.
+struct ProxyService {
+    state: Arc<AppState>,
+    conn_info: Arc<ConnInfo>,
+}
+
+impl Service<Request<Incoming>> for ProxyService {
+    type Response = Response<proxy::Body>;
+    type Error = Infallible;
+    type Future = Handling;
+
+    fn call(&self, req: Request<Incoming>) -> Handling {
+        let state = self.state.clone();
+        let conn_info = self.conn_info.clone();
+        Box::pin(async move { Ok(proxy::handle(state, conn_info, req).await) })
+    }
+}
+
+type Io = TokioIo<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>;
+
+/// An HTTP/1.1 connection (upgrades allowed), drained with `Connection: close`.
+fn serve_h1(
+    builder: &http1::Builder,
+    io: Io,
+    svc: ProxyService,
+    watcher: Watcher,
+) -> impl Future<Output = hyper::Result<()>> + Send + use<> {
+    let conn = builder.serve_connection(io, svc).with_upgrades();
+    watcher.watch(conn, |c| c.graceful_shutdown())
+}
+
+/// An HTTP/2 connection, drained with GOAWAY. Boxed so that the far more common HTTP/1.1
+/// connection task is not sized for it.
+fn serve_h2(
+    builder: &http2::Builder<TokioExecutor>,
+    io: Io,
+    svc: ProxyService,
+    watcher: Watcher,
+) -> impl Future<Output = hyper::Result<()>> + Send + use<> {
+    let conn = Box::pin(builder.serve_connection(io, svc));
+    watcher.watch(conn, |c| c.get_mut().as_mut().graceful_shutdown())
 }
 
 /// Serves TLS connections from `listener` until `shutdown` resolves, then drains.
@@ -47,9 +106,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(state.tls.clone());
-    let (h1, h2) = builders(&state);
-    let builders = Arc::new((h1, h2));
-    let graceful = GracefulShutdown::new();
+    let builders = Arc::new(builders(&state));
+    let drain = Drain::new();
     let handshake_timeout = state.config.server.handshake_timeout.get();
     tokio::pin!(shutdown);
     loop {
@@ -75,7 +133,7 @@ pub async fn serve(
         let state = state.clone();
         let acceptor = acceptor.clone();
         let builders = builders.clone();
-        let watcher = graceful.watcher();
+        let watcher = drain.watcher();
         tokio::spawn(async move {
             let metrics = state.metrics.clone();
             metrics.open_connections.inc();
@@ -102,14 +160,14 @@ pub async fn serve(
             let mut tls = tls;
             tls.get_mut().1.set_buffer_limit(Some(32 * 1024));
             let conn_info = Arc::new(ConnInfo { peer });
-            let svc = service_fn(move |req| {
-                let state = state.clone();
-                let conn_info = conn_info.clone();
-                async move { Ok::<_, Infallible>(proxy::handle(state, conn_info, req).await) }
-            });
-            let builder = if h2 { &builders.1 } else { &builders.0 };
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
-            if let Err(e) = watcher.watch(conn.into_owned()).await {
+            let svc = ProxyService { state, conn_info };
+            let io = TokioIo::new(tls);
+            let ended = if h2 {
+                serve_h2(&builders.h2, io, svc, watcher).await
+            } else {
+                serve_h1(&builders.h1, io, svc, watcher).await
+            };
+            if let Err(e) = ended {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
@@ -117,7 +175,7 @@ pub async fn serve(
     drop(listener);
     let deadline = state.config.server.shutdown_timeout.get();
     tokio::select! {
-        _ = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = drain.shutdown() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(deadline) => tracing::warn!("shutdown deadline reached; closing remaining connections"),
     }
     Ok(())
