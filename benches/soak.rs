@@ -15,7 +15,9 @@
 //!
 //! `cargo bench --bench soak -- --seconds 600` runs for as long as asked and prints the
 //! figures; under `cargo test` it runs for 20 seconds with the same checks (the memory bound
-//! is loose there: 20 seconds is warm-up, not a soak).
+//! is loose there: 20 seconds is warm-up, not a soak). With `--with-nginx` the same load then
+//! runs against nginx doing what it can of the same job (pages through `sub_filter`, assets,
+//! WebSocket, a certificate reload, its graceful stop) and a side-by-side table is printed.
 
 mod common;
 use common::*;
@@ -458,6 +460,98 @@ async fn served_cert(side: SocketAddr) -> Vec<u8> {
         .unwrap_or_default()
 }
 
+/// What is soaked: the sidecar, or nginx doing the part of its job that nginx can do (pages
+/// through `sub_filter`, assets, WebSocket; certificate reload; graceful stop), for the
+/// side-by-side figures.
+#[derive(Clone, Copy, PartialEq)]
+enum Peer {
+    Sidecar,
+    Nginx,
+}
+
+/// nginx in its documented `sub_filter` setup, on the same certificate, in front of the same
+/// upstream, with as many workers as the sidecar has threads.
+fn start_nginx(dir: &Path, certs: &Path, up: SocketAddr) -> (Proc, SocketAddr) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let prefix = dir.join("nginx");
+    std::fs::create_dir_all(&prefix).unwrap();
+    let tag = String::from_utf8_lossy(TAG);
+    let conf = format!(
+        "worker_processes 2;\npid {p}/nginx.pid;\nerror_log {p}/error.log warn;\ndaemon off;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  keepalive_requests 1000000;\n\
+           map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}\n\
+           upstream app {{ server {up}; keepalive 64; }}\n\
+           gzip on; gzip_types text/html; gzip_proxied any;\n\
+           server {{ listen 127.0.0.1:{port} ssl; ssl_certificate {c}/tls.crt; ssl_certificate_key {c}/tls.key;\n\
+             location / {{ proxy_pass http://app; proxy_http_version 1.1;\n\
+               proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade;\n\
+               proxy_set_header Host $host; proxy_set_header Accept-Encoding \"\";\n\
+               sub_filter '</head>' '{tag}</head>'; sub_filter_once on; }} }}\n}}\n",
+        p = prefix.display(),
+        c = certs.display(),
+    );
+    let path = prefix.join("nginx.conf");
+    std::fs::write(&path, conf).unwrap();
+    let child = std::process::Command::new("nginx")
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(&prefix)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("nginx on PATH (scripts/bench-deps.sh installs it)");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "nginx did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (Proc(child), addr)
+}
+
+/// VmRSS of a process and its children (nginx's master and its workers, which a reload
+/// replaces).
+fn tree_rss_kib(pid: u32) -> u64 {
+    let mut total = rss_kib(pid);
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
+            // The parent pid is the second field after the parenthesised command name.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if ppid == Some(pid) {
+                total += rss_kib(child);
+            }
+        }
+    }
+    total
+}
+
+/// One run's figures, for the side-by-side table.
+#[derive(Default)]
+struct Figures {
+    pages: u64,
+    assets: u64,
+    tokens: u64,
+    websockets: u64,
+    errors: u64,
+    rss_mark: u64,
+    rss_end: u64,
+    rss_peak: u64,
+    reload: String,
+    stop: String,
+}
+
 struct Check {
     passed: u32,
     failed: u32,
@@ -475,7 +569,8 @@ impl Check {
     }
 }
 
-async fn soak(dir: &Path, seconds: u64) -> Check {
+async fn soak(dir: &Path, seconds: u64, peer: Peer) -> (Check, Figures) {
+    let mut figures = Figures::default();
     let (_em, api) = emulator(dir, 0, &[SEAT]);
     let certs = ensure_certs(dir);
     std::fs::write(dir.join("sid"), SECRET_ID).unwrap();
@@ -501,7 +596,10 @@ async fn soak(dir: &Path, seconds: u64) -> Check {
         c = certs.display(),
         d = dir.display(),
     );
-    let (proc, side) = run_sidecar(dir, &config);
+    let (proc, side) = match peer {
+        Peer::Sidecar => run_sidecar(dir, &config),
+        Peer::Nginx => start_nginx(dir, &certs, up),
+    };
     let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
     let pid = proc.0.id();
     let started = Instant::now();
@@ -512,7 +610,7 @@ async fn soak(dir: &Path, seconds: u64) -> Check {
         load.push(tokio::spawn(page_loop(side, counts.clone(), until)));
     }
     load.push(tokio::spawn(asset_loop(side, counts.clone(), until)));
-    for k in 0..3 {
+    for k in 0..if peer == Peer::Sidecar { 3 } else { 0 } {
         load.push(tokio::spawn(login_loop(
             side,
             counts.clone(),
@@ -531,12 +629,16 @@ async fn soak(dir: &Path, seconds: u64) -> Check {
     let mut rss_peak = 0;
     let at = |f: f64| started + Duration::from_secs_f64(seconds as f64 * f);
     let c = client();
-    let mut events: Vec<(Instant, u32)> = (1..=6).map(|k| (at(0.1 * k as f64 + 0.1), k)).collect();
+    // nginx has no seats or credentials: only the certificate changes under it.
+    let last_event = if peer == Peer::Sidecar { 6 } else { 1 };
+    let mut events: Vec<(Instant, u32)> = (1..=last_event)
+        .map(|k| (at(0.1 * k as f64 + 0.1), k))
+        .collect();
     let mut sampler = tokio::time::interval(Duration::from_secs(1));
     while Instant::now() < until {
         tokio::select! {
             _ = sampler.tick() => {
-                let rss = rss_kib(pid);
+                let rss = tree_rss_kib(pid);
                 rss_peak = rss_peak.max(rss);
                 if rss_mark == 0 && started.elapsed() >= mark {
                     rss_mark = rss;
@@ -549,6 +651,10 @@ async fn soak(dir: &Path, seconds: u64) -> Check {
                         let new = tccc_sidecar::devcert::generate(&["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
                         replace(&certs.join("tls.key"), new.leaf_key_pem.as_bytes());
                         replace(&certs.join("tls.crt"), new.leaf_cert_pem.as_bytes());
+                        if peer == Peer::Nginx {
+                            // nginx reads certificates again only when told (a reload).
+                            unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+                        }
                         let want = pem_der(&new.leaf_cert_pem);
                         let deadline = Instant::now() + Duration::from_secs(15);
                         let mut got = served_cert(side).await;
@@ -556,6 +662,7 @@ async fn soak(dir: &Path, seconds: u64) -> Check {
                             tokio::time::sleep(Duration::from_millis(100)).await;
                             got = served_cert(side).await;
                         }
+                        figures.reload = if got == want { "new connections get the new one".into() } else { "not seen".into() };
                         check.check(got == want, "certificate rotated under load: new connections get the new one");
                     }
                     2 => {
@@ -598,7 +705,7 @@ async fn soak(dir: &Path, seconds: u64) -> Check {
     for l in load {
         let _ = l.await;
     }
-    let rss_end = rss_kib(pid);
+    let rss_end = tree_rss_kib(pid);
 
     // SIGTERM with an idle keep-alive connection and slow requests in flight.
     let mut idle = {
@@ -664,23 +771,37 @@ async fn soak(dir: &Path, seconds: u64) -> Check {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let term = Instant::now();
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+    // nginx's graceful stop is SIGQUIT (its SIGTERM is a fast one).
+    let signal = if peer == Peer::Sidecar {
+        libc::SIGTERM
+    } else {
+        libc::SIGQUIT
+    };
+    unsafe { libc::kill(pid as i32, signal) };
     let mut complete = 0;
     for f in inflight {
         if f.await.unwrap_or(false) {
             complete += 1;
         }
     }
+    let sig = if peer == Peer::Sidecar {
+        "SIGTERM"
+    } else {
+        "SIGQUIT"
+    };
     check.check(
         complete == 10,
-        &format!("SIGTERM: {complete} of 10 in-flight responses complete, bytes checked"),
+        &format!("{sig}: {complete} of 10 in-flight responses complete, bytes checked"),
     );
     let mut buf = [0u8; 1024];
     let closed = matches!(
         tokio::time::timeout(Duration::from_secs(12), idle.read(&mut buf)).await,
         Ok(Ok(0)) | Ok(Err(_))
     );
-    check.check(closed, "SIGTERM: the idle keep-alive connection is closed");
+    check.check(
+        closed,
+        &format!("{sig}: the idle keep-alive connection is closed"),
+    );
     let mut proc = proc;
     let status = tokio::task::spawn_blocking(move || {
         let s = proc.0.wait();
@@ -690,9 +811,15 @@ async fn soak(dir: &Path, seconds: u64) -> Check {
     .unwrap()
     .0;
     let exit_secs = term.elapsed().as_secs_f64();
+    let code = status.ok().and_then(|s| s.code());
+    figures.stop = format!(
+        "{sig}: {complete}/10 in flight complete, idle {}, exit {} after {exit_secs:.1} s",
+        if closed { "closed" } else { "left open" },
+        code.map_or("by a signal".to_string(), |c| c.to_string()),
+    );
     check.check(
-        status.map(|s| s.code() == Some(0)).unwrap_or(false) && exit_secs < 12.0,
-        &format!("SIGTERM: exit 0 after {exit_secs:.1} s (shutdown_timeout 10 s)"),
+        code == Some(0) && exit_secs < 12.0,
+        &format!("{sig}: exit 0 after {exit_secs:.1} s (shutdown_timeout 10 s)"),
     );
 
     let errors = counts.errors.load(Ordering::Relaxed);
@@ -721,6 +848,14 @@ async fn soak(dir: &Path, seconds: u64) -> Check {
         mark.as_secs(),
         (growth - 1.0) * 100.0
     );
+    figures.pages = counts.pages.load(Ordering::Relaxed);
+    figures.assets = counts.assets.load(Ordering::Relaxed);
+    figures.tokens = counts.tokens.load(Ordering::Relaxed);
+    figures.websockets = counts.websockets.load(Ordering::Relaxed);
+    figures.errors = errors;
+    figures.rss_mark = rss_mark;
+    figures.rss_end = rss_end;
+    figures.rss_peak = rss_peak;
     let bound = if seconds >= 240 { 1.05 } else { 1.5 };
     check.check(
         rss_mark > 0 && growth <= bound,
@@ -730,7 +865,7 @@ async fn soak(dir: &Path, seconds: u64) -> Check {
             mark.as_secs()
         ),
     );
-    check
+    (check, figures)
 }
 
 fn main() {
@@ -748,8 +883,43 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    println!("# soak: {seconds} s (cargo bench --bench soak -- --seconds N)");
-    let check = rt.block_on(soak(&dir, seconds));
+    let with_nginx = args.iter().any(|a| a == "--with-nginx");
+    println!("# soak: {seconds} s (cargo bench --bench soak -- --seconds N [--with-nginx])");
+    let (check, side) = rt.block_on(soak(&dir, seconds, Peer::Sidecar));
+    if with_nginx {
+        // The same load and the same changes, where nginx can do the job, on the same machine
+        // right after: its figures are the bar, not a pass/fail of ours.
+        println!(
+            "\n# the same against nginx (sub_filter; no tokens, no seats or credentials to reload)"
+        );
+        let ngx_dir = dir.join("peer");
+        std::fs::create_dir_all(&ngx_dir).unwrap();
+        let (_, ngx) = rt.block_on(soak(&ngx_dir, seconds, Peer::Nginx));
+        let growth = |f: &Figures| (f.rss_end as f64 / f.rss_mark.max(1) as f64 - 1.0) * 100.0;
+        let mark = if seconds >= 240 { 60 } else { seconds / 4 };
+        println!("\n| {seconds} s | tccc-sidecar | nginx |\n|---|---|---|");
+        println!(
+            "| pages (injected, checked) | {} | {} |",
+            side.pages, ngx.pages
+        );
+        println!("| assets (hash) | {} | {} |", side.assets, ngx.assets);
+        println!("| tokens | {} | n/a |", side.tokens);
+        println!(
+            "| WebSocket sessions of 20 echoes | {} | {} |",
+            side.websockets, ngx.websockets
+        );
+        println!("| failed | {} | {} |", side.errors, ngx.errors);
+        println!(
+            "| VmRSS at {mark} s → end, KiB (all processes) | {} → {} ({:+.1}%) | {} → {} ({:+.1}%) |",
+            side.rss_mark, side.rss_end, growth(&side), ngx.rss_mark, ngx.rss_end, growth(&ngx)
+        );
+        println!("| peak VmRSS, KiB | {} | {} |", side.rss_peak, ngx.rss_peak);
+        println!(
+            "| certificate rotated under load | {} | {} (after `nginx -s reload`) |",
+            side.reload, ngx.reload
+        );
+        println!("| graceful stop | {} | {} |", side.stop, ngx.stop);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     println!("soak: {} passed, {} failed", check.passed, check.failed);
     if check.failed > 0 {
