@@ -94,16 +94,16 @@ async fn forward(
             return Ok(refusal);
         }
         let public_origin = state.public_origin_for(&host);
-        return Ok(state
-            .login
-            .handle(crate::login::LoginRequest {
-                method: req.method(),
-                headers: req.headers(),
-                peer: conn.peer.ip(),
-                host: &host,
-                public_origin: &public_origin,
-            })
-            .await);
+        // Boxed, like every rare path below: an async fn's state is as large as its largest
+        // await, and the common proxied request should not carry (and move) a CCC call's.
+        return Ok(Box::pin(state.login.handle(crate::login::LoginRequest {
+            method: req.method(),
+            headers: req.headers(),
+            peer: conn.peer.ip(),
+            host: &host,
+            public_origin: &public_origin,
+        }))
+        .await);
     }
     if req.uri().path() == state.config.inject.loader_path {
         return Ok(state
@@ -112,15 +112,14 @@ async fn forward(
             .respond(req.method(), req.uri().query(), req.headers()));
     }
     if let Some(diag) = state.diag.as_ref().filter(|d| req.uri().path() == d.path()) {
-        return Ok(diag
-            .respond(
-                req.method(),
-                req.headers(),
-                conn.peer.ip(),
-                &host,
-                &state.login,
-            )
-            .await);
+        return Ok(Box::pin(diag.respond(
+            req.method(),
+            req.headers(),
+            conn.peer.ip(),
+            &host,
+            &state.login,
+        ))
+        .await);
     }
     let role = state
         .inject
@@ -140,7 +139,7 @@ async fn forward(
         .is_logout(req.uri().path())
         .then(|| req.headers().clone());
     if let Some(h) = &logout {
-        state.login.identity.forget(h, &host).await;
+        Box::pin(state.login.identity.forget(h, &host)).await;
     }
     let upgrade = if req.version() == Version::HTTP_11 {
         hop::upgrade_requested(req.headers())
@@ -205,7 +204,7 @@ async fn forward(
     };
     state.metrics.upstream_duration.observe(upstream_secs);
     if let Some(h) = &logout {
-        state.login.identity.forget(h, &host).await;
+        Box::pin(state.login.identity.forget(h, &host)).await;
     }
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -235,7 +234,7 @@ async fn forward(
         if let Some(headers) = identity_headers
             .filter(|_| crate::inject::gate::response_check(resp.status(), resp.headers()).is_ok())
         {
-            prepared.user = frame_user(state, &headers, conn, &host).await;
+            prepared.user = Box::pin(frame_user(state, &headers, conn, &host)).await;
         }
     }
     Ok(state

@@ -102,7 +102,9 @@ impl Pool {
         loop {
             let (mut sender, reused) = match self.checkout() {
                 Some(s) => (s, true),
-                None => (self.connect().await?, false),
+                // Boxed: a connect (TCP, maybe TLS, handshake) is rare on a warm pool, and
+                // unboxed its state would size every request's future.
+                None => (Box::pin(self.connect()).await?, false),
             };
             match sender.try_send_request(req).await {
                 Ok(resp) => return Ok(self.wrap(sender, resp)),
