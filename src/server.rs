@@ -54,7 +54,7 @@ fn builders(state: &AppState) -> Builders {
 /// A request's handling, boxed: hyper keeps one slot per connection for the future in
 /// flight, sized for it, so an unboxed handler (several KiB) would be held by every idle
 /// keep-alive connection; boxed, it costs one allocation per request instead.
-type Handling = Pin<Box<dyn Future<Output = Result<Response<proxy::Body>, Infallible>> + Send>>;
+type Handling = Pin<Box<dyn Future<Output = Result<Response<proxy::Served>, Infallible>> + Send>>;
 
 /// The proxy as a hyper service for one client connection.
 struct ProxyService {
@@ -63,7 +63,7 @@ struct ProxyService {
 }
 
 impl Service<Request<Incoming>> for ProxyService {
-    type Response = Response<proxy::Body>;
+    type Response = Response<proxy::Served>;
     type Error = Infallible;
     type Future = Handling;
 
@@ -159,7 +159,7 @@ pub async fn serve(
             // stays flat however many clients stall (rustls's default is 64 KiB).
             let mut tls = tls;
             tls.get_mut().1.set_buffer_limit(Some(32 * 1024));
-            let conn_info = Arc::new(ConnInfo { peer });
+            let conn_info = Arc::new(ConnInfo::new(peer));
             let svc = ProxyService { state, conn_info };
             let io = TokioIo::new(tls);
             let ended = if h2 {

@@ -12,9 +12,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// Facts about one client connection, shared by its requests.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The forwarding headers its requests share.
+    pub forwarding: crate::proxy::forwarded::PeerHeaders,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr) -> ConnInfo {
+        ConnInfo {
+            peer,
+            forwarding: crate::proxy::forwarded::PeerHeaders::new(peer.ip()),
+        }
+    }
 }
 
 pub struct AppState {

@@ -131,8 +131,15 @@ pub fn looks_like_a_page(request: &HeaderMap, response: &HeaderMap) -> bool {
         || response
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|v| v.trim_start().to_ascii_lowercase())
-            .is_some_and(|v| v.starts_with("text/html") || v.starts_with("application/xhtml"))
+            .map(|v| v.trim_start().as_bytes())
+            .is_some_and(|v| {
+                starts_with_ignore_case(v, b"text/html")
+                    || starts_with_ignore_case(v, b"application/xhtml")
+            })
+}
+
+fn starts_with_ignore_case(v: &[u8], prefix: &[u8]) -> bool {
+    v.len() >= prefix.len() && v[..prefix.len()].eq_ignore_ascii_case(prefix)
 }
 
 #[cfg(test)]
@@ -141,6 +148,28 @@ mod tests {
 
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
         crate::inject::test_headers(pairs)
+    }
+
+    #[test]
+    fn a_page_is_recognised_by_its_content_type_in_any_case() {
+        let none = HeaderMap::new();
+        for (ct, page) in [
+            ("Text/HTML; charset=gbk", true),
+            ("  application/XHTML+xml", true),
+            ("text/htm", false),
+            ("application/json", false),
+            ("", false),
+        ] {
+            assert_eq!(
+                looks_like_a_page(&none, &h(&[("content-type", ct)])),
+                page,
+                "{ct}"
+            );
+        }
+        assert!(looks_like_a_page(
+            &h(&[("sec-fetch-dest", "iframe")]),
+            &none
+        ));
     }
 
     #[test]

@@ -16,29 +16,60 @@ use std::time::Instant;
 
 pub struct AccessLog {
     pub method: http::Method,
-    pub path: String,
+    /// The request target as received; only its path is logged (`loggable_path`).
+    pub uri: http::Uri,
     pub client: IpAddr,
     pub status: u16,
     pub start: Instant,
     pub upstream_ms: Option<f64>,
     pub bytes: u64,
-    pub request_id: String,
+    pub request_id: RequestId,
     pub outcome: &'static str,
     pub metrics: Arc<Metrics>,
 }
 
-/// The request path as logged: the part before any `;` parameter (`;jsessionid=...`).
-pub fn loggable_path(path: &str) -> String {
-    let p = path.split(';').next().unwrap_or("");
-    let mut s: String = if p.len() <= 512 {
-        p.to_string()
-    } else {
-        p.chars().take(512).collect()
-    };
-    if s.is_empty() {
-        s.push('/');
+/// A request's id: made here (16 random bytes in hex, kept inline: no allocation per
+/// request), or the one a trusted hop sent.
+pub enum RequestId {
+    /// Not assigned yet (the request was refused before it was forwarded).
+    None,
+    Generated([u8; 32]),
+    Given(http::HeaderValue),
+}
+
+impl RequestId {
+    pub fn generate() -> RequestId {
+        let mut hex = [0u8; 32];
+        // 16 bytes always fit 32 hex digits; the error arm cannot be taken.
+        if hex::encode_to_slice(rand::random::<[u8; 16]>(), &mut hex).is_err() {
+            return RequestId::None;
+        }
+        RequestId::Generated(hex)
     }
-    s
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            RequestId::None => "",
+            RequestId::Generated(hex) => std::str::from_utf8(hex).unwrap_or_default(),
+            RequestId::Given(v) => v.to_str().unwrap_or_default(),
+        }
+    }
+}
+
+/// The request path as logged: the part before any `;` parameter (`;jsessionid=...`), at
+/// most 512 characters, `/` when empty.
+pub fn loggable_path(path: &str) -> &str {
+    let p = path.split(';').next().unwrap_or("");
+    // At most 512 bytes is at most 512 characters: the usual path is not walked.
+    let p = match (p.len() > 512).then(|| p.char_indices().nth(512)).flatten() {
+        Some((end, _)) => &p[..end],
+        None => p,
+    };
+    if p.is_empty() {
+        "/"
+    } else {
+        p
+    }
 }
 
 impl Drop for AccessLog {
@@ -66,14 +97,14 @@ impl Drop for AccessLog {
         tracing::info!(
             target: "tccc_sidecar::access",
             method = %self.method,
-            path = %self.path,
+            path = loggable_path(self.uri.path()),
             status = self.status,
             client = %self.client,
             upstream_ms = self.upstream_ms.map(|v| (v * 10.0).round() / 10.0),
             total_ms = (total_ms * 10.0).round() / 10.0,
             bytes = self.bytes,
             outcome = self.outcome,
-            request_id = %self.request_id,
+            request_id = self.request_id.as_str(),
         );
     }
 }
@@ -111,7 +142,13 @@ fn push_timestamp(out: &mut String) {
         }
         out.push_str(&c.1);
     });
-    let _ = write!(out, ".{:06}Z", now.subsec_micros());
+    let mut frac = *b".000000Z";
+    let mut micros = now.subsec_micros();
+    for digit in frac[1..7].iter_mut().rev() {
+        *digit = b'0' + (micros % 10) as u8;
+        micros /= 10;
+    }
+    out.push_str(std::str::from_utf8(&frac).unwrap_or(".000000Z"));
 }
 
 /// One decimal place, rounded as the tracing fields are (`{:.1}` costs a float formatter).
@@ -132,7 +169,7 @@ impl AccessLog {
         out.push_str("  INFO tccc_sidecar::access: method=");
         out.push_str(self.method.as_str());
         out.push_str(" path=");
-        out.push_str(&self.path);
+        out.push_str(loggable_path(self.uri.path()));
         out.push_str(" status=");
         push_u64(out, u64::from(self.status));
         out.push_str(" client=");
@@ -149,7 +186,7 @@ impl AccessLog {
         out.push_str(" outcome=");
         out.push_str(self.outcome);
         out.push_str(" request_id=");
-        out.push_str(&self.request_id);
+        out.push_str(self.request_id.as_str());
         out.push('\n');
     }
 
@@ -159,7 +196,7 @@ impl AccessLog {
         out.push_str("\",\"level\":\"INFO\",\"target\":\"tccc_sidecar::access\",\"method\":");
         push_json_str(out, self.method.as_str());
         out.push_str(",\"path\":");
-        push_json_str(out, &self.path);
+        push_json_str(out, loggable_path(self.uri.path()));
         out.push_str(",\"status\":");
         push_u64(out, u64::from(self.status));
         out.push_str(",\"client\":\"");
@@ -177,7 +214,7 @@ impl AccessLog {
         out.push_str(",\"outcome\":\"");
         out.push_str(self.outcome);
         out.push_str("\",\"request_id\":");
-        push_json_str(out, &self.request_id);
+        push_json_str(out, self.request_id.as_str());
         out.push_str("}\n");
     }
 }
@@ -262,13 +299,13 @@ mod tests {
     fn log(path: &str, upstream_ms: Option<f64>) -> AccessLog {
         AccessLog {
             method: http::Method::GET,
-            path: path.into(),
+            uri: path.parse().unwrap(),
             client: "127.0.0.2".parse().unwrap(),
             status: 200,
             start: Instant::now(),
             upstream_ms,
             bytes: 3,
-            request_id: "rid-1".into(),
+            request_id: RequestId::Given(http::HeaderValue::from_static("rid-1")),
             outcome: "complete",
             metrics: Arc::new(Metrics::new()),
         }
@@ -276,9 +313,10 @@ mod tests {
 
     #[test]
     fn json_lines_parse_with_every_field_even_for_odd_paths() {
-        for path in ["/a", "/q\"uote\\back", "/\u{7f}\u{1}x"] {
+        for path in ["/a", "/q\"uote", "/%7f%01x;jsessionid=S"] {
             let mut out = String::new();
             log(path, Some(0.25)).json_line(&mut out, 1.04);
+            let path = path.split(';').next().unwrap();
             assert!(
                 out.ends_with('\n') && out.matches('\n').count() == 1,
                 "{out}"
@@ -309,5 +347,34 @@ mod tests {
         let mut out = String::new();
         log("/hello", Some(0.34)).text_line(&mut out, 2.0);
         assert!(out.contains("  INFO tccc_sidecar::access: method=GET path=/hello status=200 client=127.0.0.2 upstream_ms=0.3 total_ms=2.0 bytes=3 outcome=complete request_id=rid-1\n"), "{out}");
+    }
+
+    #[test]
+    fn json_strings_escape_what_json_forbids() {
+        for s in ["q\"uote\\back", "\u{7f}\u{1}x", "plain"] {
+            let mut out = String::new();
+            push_json_str(&mut out, s);
+            assert_eq!(serde_json::from_str::<String>(&out).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn logged_paths_lose_parameters_and_stop_at_512_characters() {
+        assert_eq!(loggable_path("/a;jsessionid=SECRET"), "/a");
+        assert_eq!(loggable_path(";x"), "/");
+        assert_eq!(loggable_path(""), "/");
+        let long = "é".repeat(600);
+        assert_eq!(loggable_path(&long).chars().count(), 512);
+        assert!(long.starts_with(loggable_path(&long)));
+    }
+
+    #[test]
+    fn generated_request_ids_are_32_hex_digits_and_differ() {
+        let (a, b) = (RequestId::generate(), RequestId::generate());
+        for id in [&a, &b] {
+            assert_eq!(id.as_str().len(), 32);
+            assert!(id.as_str().bytes().all(|c| c.is_ascii_hexdigit()));
+        }
+        assert_ne!(a.as_str(), b.as_str());
     }
 }

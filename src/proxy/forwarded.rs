@@ -9,6 +9,7 @@
 use crate::config::{types::any_contains, Cidr};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
+use std::sync::Mutex;
 
 // Constants, so that no header name is parsed per request.
 const XFF: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -34,6 +35,26 @@ const UNTRUSTED_DROP: [HeaderName; 13] = [
     HeaderName::from_static("x-request-id"),
 ];
 
+/// The position of `name` in [`UNTRUSTED_DROP`].
+fn untrusted_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "x-forwarded-for" => 0,
+        "x-forwarded-proto" => 1,
+        "x-forwarded-host" => 2,
+        "x-forwarded-port" => 3,
+        "x-forwarded-prefix" => 4,
+        "x-forwarded-server" => 5,
+        "x-forwarded-ssl" => 6,
+        "forwarded" => 7,
+        "true-client-ip" => 8,
+        "x-client-ip" => 9,
+        "x-original-url" => 10,
+        "x-rewrite-url" => 11,
+        "x-request-id" => 12,
+        _ => return None,
+    })
+}
+
 /// The result of applying the forwarding rules: the address the proxy believes is the client's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Forwarding {
@@ -41,53 +62,118 @@ pub struct Forwarding {
     pub peer_trusted: bool,
 }
 
-/// Rewrites the forwarding headers of a request that arrived from `peer`, for `host`.
-pub fn apply(headers: &mut HeaderMap, peer: IpAddr, trusted: &[Cidr], host: &str) -> Forwarding {
-    let peer = crate::config::types::canonical_ip(peer);
-    let peer_trusted = any_contains(trusted, peer);
-    // The X-Real-IP the client sent is never believed as such (it is replaced below); a
-    // trusted hop's chain is used instead.
-    let client_ip = if peer_trusted {
-        believed_client(headers, peer, trusted)
-    } else {
-        super::hop::remove_present(headers, &UNTRUSTED_DROP);
-        peer
-    };
+/// What the forwarding headers of one client connection's requests have in common, made once
+/// per connection: the peer's address as header text and the `Forwarded` element of the last
+/// host asked for. A keep-alive connection's requests then add these headers without
+/// formatting or allocating anything (header values share their bytes when cloned).
+#[derive(Debug)]
+pub struct PeerHeaders {
+    peer: IpAddr,
+    text: HeaderValue,
+    /// (host, `for=...;proto=https;host=...`) of the last request whose host it was.
+    element: Mutex<Option<(HeaderValue, HeaderValue)>>,
+}
 
-    let mut peer_text = String::with_capacity(16);
-    push_ip(&mut peer_text, peer);
-    match joined(headers, &XFF) {
-        Some(prior) => set(headers, XFF, &format!("{prior}, {peer_text}")),
-        None => set(headers, XFF, &peer_text),
-    }
-    if !headers.contains_key(&XFP) {
-        headers.insert(XFP, HeaderValue::from_static("https"));
-    }
-    if !headers.contains_key(&XFH) {
-        set(headers, XFH, host);
-    }
-    let mut element = String::with_capacity(64);
-    element.push_str("for=");
-    match peer {
-        IpAddr::V4(_) => element.push_str(&peer_text),
-        IpAddr::V6(_) => {
-            element.push_str("\"[");
-            element.push_str(&peer_text);
-            element.push_str("]\"");
+impl PeerHeaders {
+    pub fn new(peer: IpAddr) -> PeerHeaders {
+        let peer = crate::config::types::canonical_ip(peer);
+        let mut text = String::with_capacity(16);
+        push_ip(&mut text, peer);
+        PeerHeaders {
+            peer,
+            text: value(text),
+            element: Mutex::new(None),
         }
     }
-    element.push_str(";proto=https;host=");
-    push_quoted_if_needed(&mut element, host);
-    let fwd = match joined(headers, &FORWARDED) {
-        Some(prior) => format!("{prior}, {element}"),
-        None => element,
-    };
-    set(headers, FORWARDED, &fwd);
-    if client_ip != peer {
-        peer_text.clear();
-        push_ip(&mut peer_text, client_ip);
+
+    /// The `Forwarded` element this peer adds for `host`.
+    fn element(&self, host: &HeaderValue) -> HeaderValue {
+        let mut last = self.element.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((h, e)) = last.as_ref() {
+            if h == host {
+                return e.clone();
+            }
+        }
+        let mut element = String::with_capacity(64);
+        element.push_str("for=");
+        match self.peer {
+            IpAddr::V4(_) => element.push_str(self.text.to_str().unwrap_or_default()),
+            IpAddr::V6(_) => {
+                element.push_str("\"[");
+                element.push_str(self.text.to_str().unwrap_or_default());
+                element.push_str("]\"");
+            }
+        }
+        element.push_str(";proto=https;host=");
+        push_quoted_if_needed(&mut element, host.to_str().unwrap_or_default());
+        let e = value(element);
+        *last = Some((host.clone(), e.clone()));
+        e
     }
-    set(headers, X_REAL_IP, &peer_text);
+}
+
+/// A header value from text the proxy formatted itself (addresses, tokens, a validated host).
+fn value(text: String) -> HeaderValue {
+    HeaderValue::from_maybe_shared(bytes::Bytes::from(text))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Rewrites the forwarding headers of a request that arrived from `peer`, for `host` (the
+/// value of the `Host` header the request goes upstream with).
+pub fn apply(
+    headers: &mut HeaderMap,
+    peer: &PeerHeaders,
+    trusted: &[Cidr],
+    host: &HeaderValue,
+) -> Forwarding {
+    let peer_trusted = any_contains(trusted, peer.peer);
+    // The X-Real-IP the client sent is never believed as such (it is replaced below); a
+    // trusted hop's chain is used instead. An untrusted peer's chain is gone after this, so
+    // its headers are set without looking for earlier values.
+    let (client_ip, prior_xff, prior_forwarded) = if peer_trusted {
+        (
+            believed_client(headers, peer.peer, trusted),
+            joined(headers, &XFF),
+            joined(headers, &FORWARDED),
+        )
+    } else {
+        let present = super::hop::present_in(headers, untrusted_index);
+        super::hop::remove_present(headers, &UNTRUSTED_DROP, present);
+        (peer.peer, None, None)
+    };
+
+    match prior_xff {
+        Some(prior) => {
+            let peer_text = peer.text.to_str().unwrap_or_default();
+            set(headers, XFF, &format!("{prior}, {peer_text}"));
+        }
+        None => {
+            headers.insert(XFF, peer.text.clone());
+        }
+    }
+    if !peer_trusted || !headers.contains_key(&XFP) {
+        headers.insert(XFP, HeaderValue::from_static("https"));
+    }
+    if !peer_trusted || !headers.contains_key(&XFH) {
+        headers.insert(XFH, host.clone());
+    }
+    let element = peer.element(host);
+    match prior_forwarded {
+        Some(prior) => {
+            let element = element.to_str().unwrap_or_default();
+            set(headers, FORWARDED, &format!("{prior}, {element}"));
+        }
+        None => {
+            headers.insert(FORWARDED, element);
+        }
+    }
+    if client_ip == peer.peer {
+        headers.insert(X_REAL_IP, peer.text.clone());
+    } else {
+        let mut text = String::with_capacity(16);
+        push_ip(&mut text, client_ip);
+        headers.insert(X_REAL_IP, value(text));
+    }
     Forwarding {
         client_ip,
         peer_trusted,
@@ -174,7 +260,12 @@ fn push_quoted_if_needed(out: &mut String, v: &str) {
         out.push_str(v);
     } else {
         out.push('"');
-        out.push_str(&v.replace('\\', "\\\\").replace('"', "\\\""));
+        for c in v.chars() {
+            if c == '\\' || c == '"' {
+                out.push('\\');
+            }
+            out.push(c);
+        }
         out.push('"');
     }
 }
@@ -185,6 +276,10 @@ mod tests {
 
     fn cidrs(list: &[&str]) -> Vec<Cidr> {
         list.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    fn hv(s: &str) -> HeaderValue {
+        HeaderValue::from_str(s).unwrap()
     }
 
     fn hdrs(pairs: &[(&str, &str)]) -> HeaderMap {
@@ -214,7 +309,12 @@ mod tests {
             ("x-request-id", "chosen"),
         ]);
         let peer: IpAddr = "127.0.0.2".parse().unwrap();
-        let f = apply(&mut h, peer, &cidrs(&["127.0.0.1/32"]), "oa.example.com");
+        let f = apply(
+            &mut h,
+            &PeerHeaders::new(peer),
+            &cidrs(&["127.0.0.1/32"]),
+            &hv("oa.example.com"),
+        );
         assert!(!f.peer_trusted);
         assert_eq!(f.client_ip, peer);
         assert_eq!(h["x-forwarded-for"], "127.0.0.2");
@@ -247,9 +347,9 @@ mod tests {
         ]);
         let f = apply(
             &mut h,
-            "10.0.0.9".parse().unwrap(),
+            &PeerHeaders::new("10.0.0.9".parse().unwrap()),
             &cidrs(&["10.0.0.0/8"]),
-            "oa.example.com:8443",
+            &hv("oa.example.com:8443"),
         );
         assert!(f.peer_trusted);
         assert_eq!(f.client_ip, "203.0.113.7".parse::<IpAddr>().unwrap());
@@ -269,9 +369,9 @@ mod tests {
         let mut h = hdrs(&[("x-forwarded-for", "1.1.1.1, not-an-ip, 10.0.0.5")]);
         let f = apply(
             &mut h,
-            "10.0.0.9".parse().unwrap(),
+            &PeerHeaders::new("10.0.0.9".parse().unwrap()),
             &cidrs(&["10.0.0.0/8"]),
-            "h",
+            &hv("h"),
         );
         // 10.0.0.5 is trusted, the next entry is garbage: the last believable hop is the client.
         assert_eq!(f.client_ip, "10.0.0.5".parse::<IpAddr>().unwrap());
@@ -282,13 +382,54 @@ mod tests {
         let mut h = HeaderMap::new();
         let f = apply(
             &mut h,
-            "::ffff:127.0.0.1".parse().unwrap(),
+            &PeerHeaders::new("::ffff:127.0.0.1".parse().unwrap()),
             &cidrs(&["127.0.0.1"]),
-            "h",
+            &hv("h"),
         );
         assert!(f.peer_trusted);
         let mut h = HeaderMap::new();
-        apply(&mut h, "::1".parse().unwrap(), &[], "h");
+        apply(
+            &mut h,
+            &PeerHeaders::new("::1".parse().unwrap()),
+            &[],
+            &hv("h"),
+        );
         assert_eq!(h["forwarded"], "for=\"[::1]\";proto=https;host=h");
+    }
+
+    #[test]
+    fn the_index_of_each_untrusted_name_is_its_position() {
+        for (i, name) in UNTRUSTED_DROP.iter().enumerate() {
+            assert_eq!(untrusted_index(name.as_str()), Some(i), "{name}");
+        }
+        assert_eq!(untrusted_index("x-real-ip"), None);
+    }
+
+    #[test]
+    fn each_request_of_a_connection_names_its_own_host() {
+        // The element is remembered per connection: a second host must not get the first's.
+        let peer = PeerHeaders::new("127.0.0.2".parse().unwrap());
+        for (host, expected) in [
+            ("a.example", "for=127.0.0.2;proto=https;host=a.example"),
+            (
+                "b.example:8443",
+                "for=127.0.0.2;proto=https;host=\"b.example:8443\"",
+            ),
+            ("a.example", "for=127.0.0.2;proto=https;host=a.example"),
+        ] {
+            let mut h = hdrs(&[("forwarded", "for=6.6.6.6")]);
+            apply(&mut h, &peer, &[], &hv(host));
+            assert_eq!(h["forwarded"], expected);
+            assert_eq!(h["x-forwarded-host"], host);
+            assert_eq!(h["x-forwarded-for"], "127.0.0.2");
+            assert_eq!(h["x-real-ip"], "127.0.0.2");
+        }
+    }
+
+    #[test]
+    fn a_quoted_host_escapes_quotes_and_backslashes() {
+        let mut out = String::new();
+        push_quoted_if_needed(&mut out, "a\"b\\c:1");
+        assert_eq!(out, "\"a\\\"b\\\\c:1\"");
     }
 }

@@ -43,27 +43,64 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// Removes `Connection`, the headers it names, then the fixed hop-by-hop set.
-pub fn strip(headers: &mut HeaderMap) {
-    if headers.contains_key(CONNECTION) {
-        let named: Vec<HeaderName> = connection_tokens(headers)
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for name in named {
-            headers.remove(name);
-        }
-    }
-    remove_present(headers, &HOP_BY_HOP);
+/// The position of `name` in [`HOP_BY_HOP`].
+fn hop_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "connection" => 0,
+        "te" => 1,
+        "trailer" => 2,
+        "keep-alive" => 3,
+        "proxy-connection" => 4,
+        "proxy-authenticate" => 5,
+        "proxy-authorization" => 6,
+        "transfer-encoding" => 7,
+        "upgrade" => 8,
+        _ => return None,
+    })
 }
 
-/// Removes every header of `names` that is present. Most messages carry none of them: one
-/// pass over the few headers present costs less than a hash lookup per name.
-pub fn remove_present(headers: &mut HeaderMap, names: &[HeaderName]) {
-    if !headers.keys().any(|k| names.contains(k)) {
+/// Removes `Connection`, the headers it names, then the fixed hop-by-hop set.
+pub fn strip(headers: &mut HeaderMap) {
+    let present = present_in(headers, hop_index);
+    if present == 0 {
         return;
     }
-    for name in names {
+    let named: Vec<HeaderName> = if present & 1 != 0 {
+        // `keep-alive` and `close`, what nearly every message lists, name nothing that is not
+        // removed anyway: they are skipped before parsing, and the list stays unallocated.
+        connection_tokens(headers)
+            .filter(|t| !t.eq_ignore_ascii_case("close") && !t.eq_ignore_ascii_case("keep-alive"))
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .filter(|n| hop_index(n.as_str()).is_none())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    remove_present(headers, &HOP_BY_HOP, present);
+    for name in named {
         headers.remove(name);
+    }
+}
+
+/// Which of a set of names are present, as bits: bit `i` when `index` maps a name present to
+/// `i`. One pass over the few names a message has, each matched by a `match` on its text,
+/// costs less than a hash lookup per name of the set.
+pub fn present_in(headers: &HeaderMap, index: fn(&str) -> Option<usize>) -> u32 {
+    headers
+        .keys()
+        .filter_map(|k| index(k.as_str()))
+        .fold(0, |bits, i| bits | (1 << i))
+}
+
+/// Removes `names[i]` for every bit `i` of `present` (from [`present_in`]).
+pub fn remove_present(headers: &mut HeaderMap, names: &[HeaderName], present: u32) {
+    let mut bits = present;
+    while bits != 0 {
+        let i = bits.trailing_zeros() as usize;
+        bits &= bits - 1;
+        if let Some(name) = names.get(i) {
+            headers.remove(name);
+        }
     }
 }
 
@@ -80,6 +117,28 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn the_index_of_each_fixed_name_is_its_position() {
+        for (i, name) in HOP_BY_HOP.iter().enumerate() {
+            assert_eq!(hop_index(name.as_str()), Some(i), "{name}");
+        }
+        assert_eq!(hop_index("content-type"), None);
+    }
+
+    #[test]
+    fn connection_may_name_fixed_fields_and_keep_alive_in_any_case() {
+        let mut h = map(&[
+            ("connection", "Keep-Alive, TE, Upgrade, x-gone"),
+            ("keep-alive", "timeout=5"),
+            ("te", "trailers"),
+            ("x-gone", "1"),
+            ("x-kept", "2"),
+        ]);
+        strip(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-kept"], "2");
     }
 
     #[test]

@@ -17,11 +17,10 @@ pub mod upstream;
 
 use crate::inject::shell::Role;
 use crate::state::{AppState, ConnInfo};
-use access_log::{AccessLog, Logged};
+use access_log::{AccessLog, Logged, RequestId};
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use responses::{error_page, Reject};
 use std::sync::Arc;
@@ -30,6 +29,9 @@ use std::time::Instant;
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every response the sidecar sends.
 pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+/// The body of a response on the TLS listener: counted and logged when it ends (not boxed
+/// again: one allocation fewer per request).
+pub type Served = Logged<Body>;
 
 const VIA: &str = "1.1 tccc-sidecar";
 const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
@@ -39,17 +41,17 @@ pub async fn handle(
     state: Arc<AppState>,
     conn: Arc<ConnInfo>,
     req: Request<Incoming>,
-) -> Response<Body> {
+) -> Response<Served> {
     let start = Instant::now();
     let mut log = AccessLog {
         method: req.method().clone(),
-        path: access_log::loggable_path(req.uri().path()),
+        uri: req.uri().clone(),
         client: conn.peer.ip(),
         status: 0,
         start,
         upstream_ms: None,
         bytes: 0,
-        request_id: String::new(),
+        request_id: RequestId::None,
         outcome: "client_gone",
         metrics: state.metrics.clone(),
     };
@@ -69,7 +71,7 @@ pub async fn handle(
     if http_body::Body::is_end_stream(resp.body()) {
         log.outcome = "complete";
     }
-    resp.map(|b| Logged::new(b, log).boxed())
+    resp.map(|b| Logged::new(b, log))
 }
 
 /// Headers every answer on the TLS listener carries, proxied or not.
@@ -87,20 +89,21 @@ async fn forward(
     mut req: Request<Incoming>,
     log: &mut AccessLog,
 ) -> Result<Response<Body>, Reject> {
-    let host = validate(state, &req)?;
+    let host_value = validate(state, &req)?;
+    let host = host_value.to_str().unwrap_or_default();
     if req.uri().path() == state.config.login.path {
         if let Some(refusal) = crate::login::body_refusal(req.headers()) {
             state.metrics.login_outcome("payload_too_large");
             return Ok(refusal);
         }
-        let public_origin = state.public_origin_for(&host);
+        let public_origin = state.public_origin_for(host);
         // Boxed, like every rare path below: an async fn's state is as large as its largest
         // await, and the common proxied request should not carry (and move) a CCC call's.
         return Ok(Box::pin(state.login.handle(crate::login::LoginRequest {
             method: req.method(),
             headers: req.headers(),
             peer: conn.peer.ip(),
-            host: &host,
+            host,
             public_origin: &public_origin,
         }))
         .await);
@@ -116,7 +119,7 @@ async fn forward(
             req.method(),
             req.headers(),
             conn.peer.ip(),
-            &host,
+            host,
             &state.login,
         ))
         .await);
@@ -139,7 +142,7 @@ async fn forward(
         .is_logout(req.uri().path())
         .then(|| req.headers().clone());
     if let Some(h) = &logout {
-        Box::pin(state.login.identity.forget(h, &host)).await;
+        Box::pin(state.login.identity.forget(h, host)).await;
     }
     let upgrade = if req.version() == Version::HTTP_11 {
         hop::upgrade_requested(req.headers())
@@ -159,7 +162,7 @@ async fn forward(
     );
     // The user behind a framed page is asked only once its answer turns out to be a page.
     let identity_headers = prepared.wants_user().then(|| req.headers().clone());
-    let request_id = upstream_request(state, conn, &mut req, &host, upgrade.as_ref())?;
+    let request_id = upstream_request(state, conn, &mut req, &host_value, upgrade.as_ref())?;
     log.request_id = request_id;
 
     let (req, client_failed) = {
@@ -204,7 +207,7 @@ async fn forward(
     };
     state.metrics.upstream_duration.observe(upstream_secs);
     if let Some(h) = &logout {
-        Box::pin(state.login.identity.forget(h, &host)).await;
+        Box::pin(state.login.identity.forget(h, host)).await;
     }
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -226,20 +229,20 @@ async fn forward(
         return Ok(resp.map(|_| responses::empty()));
     }
 
-    downstream_response(state, &host, resp.headers_mut());
+    downstream_response(state, host, resp.headers_mut());
     if let Role::Framed { .. } = prepared.role {
-        if let Some(page) = framed_redirect(state, &host, &method, &resp) {
+        if let Some(page) = framed_redirect(state, host, &method, &resp) {
             return Ok(page);
         }
         if let Some(headers) = identity_headers
             .filter(|_| crate::inject::gate::response_check(resp.status(), resp.headers()).is_ok())
         {
-            prepared.user = Box::pin(frame_user(state, &headers, conn, &host)).await;
+            prepared.user = Box::pin(frame_user(state, &headers, conn, host)).await;
         }
     }
     Ok(state
         .inject
-        .respond(prepared, resp, || state.public_origin_for(&host)))
+        .respond(prepared, resp, || state.public_origin_for(host)))
 }
 
 /// Shell mode: a framed page redirected to another origin (single sign-on, typically, whose
@@ -303,8 +306,9 @@ fn bad_upgrade() -> Reject {
     )
 }
 
-/// Refuses what must not reach the upstream; returns the host the request is for.
-fn validate(state: &AppState, req: &Request<Incoming>) -> Result<String, Reject> {
+/// Refuses what must not reach the upstream; returns the host the request is for, as the
+/// `Host` value it goes upstream with (its `to_str` succeeds).
+fn validate(state: &AppState, req: &Request<Incoming>) -> Result<HeaderValue, Reject> {
     if req.method() == Method::CONNECT {
         return Err(Reject::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -333,7 +337,7 @@ fn validate(state: &AppState, req: &Request<Incoming>) -> Result<String, Reject>
         "missing_host",
         "The request has no valid Host.",
     ))?;
-    if !state.host_allowed(&host) {
+    if !state.host_allowed(host.to_str().unwrap_or_default()) {
         return Err(Reject::new(
             StatusCode::MISDIRECTED_REQUEST,
             "unknown_host",
@@ -363,10 +367,11 @@ fn validate(state: &AppState, req: &Request<Incoming>) -> Result<String, Reject>
 }
 
 /// The host the client asked for: the request target's authority (HTTP/2, absolute-form
-/// HTTP/1.1, RFC 9112 §3.2.2), else the `Host` header. HTTP/1.1 without one is refused.
-fn request_host(req: &Request<Incoming>) -> Option<String> {
+/// HTTP/1.1, RFC 9112 §3.2.2), else the `Host` header (shared, not copied). HTTP/1.1 without
+/// one is refused; so is a host that is not visible ASCII.
+fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
     if let Some(a) = req.uri().authority() {
-        return Some(a.as_str().to_string());
+        return HeaderValue::from_str(a.as_str()).ok();
     }
     let mut hosts = req.headers().get_all(header::HOST).iter();
     let host = hosts.next();
@@ -380,9 +385,9 @@ fn request_host(req: &Request<Incoming>) -> Option<String> {
             if s.contains('@') {
                 return None;
             }
-            Some(s.to_string())
+            Some(h.clone())
         }
-        None if req.version() == Version::HTTP_10 => Some(String::new()),
+        None if req.version() == Version::HTTP_10 => Some(HeaderValue::from_static("")),
         None => None,
     }
 }
@@ -392,9 +397,9 @@ fn upstream_request(
     state: &AppState,
     conn: &ConnInfo,
     req: &mut Request<Incoming>,
-    host: &str,
+    host: &HeaderValue,
     upgrade: Option<&HeaderValue>,
-) -> Result<String, Reject> {
+) -> Result<RequestId, Reject> {
     let upstream = &state.config.upstream.url;
     // Origin-form, as HTTP/1.1 sends to an origin server (RFC 9112 §3.2.1); an HTTP/2 or
     // absolute-form target loses its scheme and authority (the Host header carries it).
@@ -431,33 +436,37 @@ fn upstream_request(
     }
     let fwd = forwarded::apply(
         headers,
-        conn.peer.ip(),
+        &conn.forwarding,
         &state.config.server.trusted_proxies,
         host,
     );
+    // Inserted even when it came as the `Host` header: `Connection` may have named it.
     // A legacy HTTP/1.0 request without Host goes upstream with the upstream's own authority.
-    let host_value = if host.is_empty() {
-        upstream.authority.as_str()
+    if host.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(upstream.authority.as_str()) {
+            headers.insert(header::HOST, v);
+        }
     } else {
-        host
-    };
-    if let Ok(v) = HeaderValue::from_str(host_value) {
-        headers.insert(header::HOST, v);
+        headers.insert(header::HOST, host.clone());
     }
-    let request_id = match headers.get(&X_REQUEST_ID).and_then(|v| v.to_str().ok()) {
-        Some(id) if fwd.peer_trusted && is_token(id) => id.to_string(),
-        _ => {
-            let id = new_request_id();
-            headers.insert(
-                X_REQUEST_ID,
-                HeaderValue::from_str(&id).map_err(|_| {
+    let given = headers
+        .get(&X_REQUEST_ID)
+        .filter(|v| fwd.peer_trusted && v.to_str().is_ok_and(is_token));
+    let request_id = match given {
+        Some(id) => RequestId::Given(id.clone()),
+        None => {
+            let id = RequestId::generate();
+            let value = HeaderValue::from_str(id.as_str())
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| {
                     Reject::new(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         "request_id",
                         "Internal error.",
                     )
-                })?,
-            );
+                })?;
+            headers.insert(X_REQUEST_ID, value);
             id
         }
     };
@@ -490,10 +499,6 @@ fn join_cookie_crumbs(headers: &mut HeaderMap) {
 
 fn is_token(s: &str) -> bool {
     !s.is_empty() && s.len() <= 200 && s.bytes().all(|b| b.is_ascii_graphic())
-}
-
-fn new_request_id() -> String {
-    hex::encode(rand::random::<[u8; 16]>())
 }
 
 /// Rewrites the upstream's response head for the client.
