@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs what benches/ needs when it is missing: nginx and wrk (Debian), oha (crates.io),
+# Installs what benches/ needs when it is missing: nginx, wrk and valgrind (Debian), oha (crates.io),
 # node and npm for the vendor backend that benches/login_bench.rs compares against.
 set -euo pipefail
 need=()
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 command -v wrk >/dev/null 2>&1 || need+=(wrk)
 command -v taskset >/dev/null 2>&1 || need+=(util-linux)
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind)
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
