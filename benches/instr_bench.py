@@ -10,6 +10,10 @@ another, and instructions per request are (total(N2) - total(N1)) / (N2 - N1): s
 TLS handshakes and shutdown cancel out. Kernel time is not counted (see proxy_bench.py for
 CPU-seconds, which include it).
 
+Keep --large minus --small at 1,000 or more: start-up itself varies (aws-lc seeds its random
+generator from jitter entropy, about 110 million instructions give or take a fraction of a
+percent), and only a large difference in requests makes that variation negligible.
+
 Caveat: callgrind counts each byte a `rep movsb` copies as an instruction, so large memcpy
 weigh more here than on the CPU.
 
@@ -27,7 +31,8 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from proxy_bench import BIN, ROOT, free_port, nginx_conf, wait_port  # noqa: E402
+from proxy_bench import (BIN, ROOT, free_port, make_certs, nginx_conf, nginx_proxy_server,  # noqa: E402
+                         sidecar_proxy_conf, wait_port, write_pages)
 
 
 def total_ir(path):
@@ -98,49 +103,17 @@ def main():
     up = None
     try:
         www = os.path.join(tmp, "www")
-        os.makedirs(www)
-        with open(os.path.join(www, "small.txt"), "w") as f:
-            f.write("ok\n")
-        row = "<tr><td>Customer</td><td>+86 21 5555 0101</td><td>note</td></tr>\n"
-        page = "<!doctype html><html><head><title>CRM</title></head><body><table>\n"
-        while len(page) < 78 * 1024:
-            page += row
-        with open(os.path.join(www, "page.html"), "w") as f:
-            f.write(page + "</table></body></html>\n")
-        certs = os.path.join(tmp, "certs")
-        subprocess.run([BIN, "cert", "--out", certs, "--host", "localhost", "--host", "127.0.0.1"],
-                       check=True, stdout=subprocess.DEVNULL)
-        crt, key = os.path.join(certs, "tls.crt"), os.path.join(certs, "tls.key")
+        write_pages(www)
+        crt, key = make_certs(tmp, args.bin)
         up_port, ngx_port, side_port = free_port(), free_port(), free_port()
         up_conf = nginx_conf(tmp, "upstream", f"server {{ listen 127.0.0.1:{up_port}; root {www}; access_log off; }}", 1)
         up = subprocess.Popen(["nginx", "-c", up_conf, "-p", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(up_port)
-
-        ssl_conf = f"ssl_certificate {crt}; ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3;"
-        ngx_conf = nginx_conf(tmp, "proxy", f"""
-  upstream app {{ server 127.0.0.1:{up_port}; keepalive 64; }}
-  server {{ listen 127.0.0.1:{ngx_port} ssl; {ssl_conf}
-    location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
-                 proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-                 proxy_set_header X-Forwarded-Proto https; proxy_buffering on; }} }}""", 1)
-        with open(ngx_conf) as f:
-            text = f.read()
-        with open(ngx_conf, "w") as f:
-            f.write("master_process off;\n" + text)
+        # One process: callgrind then counts the worker that does the work.
+        ngx_conf = nginx_conf(tmp, "proxy", nginx_proxy_server(up_port, ngx_port, crt, key), 1,
+                              main="master_process off;")
         side_conf = os.path.join(tmp, "sidecar.toml")
-        with open(side_conf, "w") as f:
-            f.write(f"""[server]
-listen = "127.0.0.1:{side_port}"
-tls_cert = "{crt}"
-tls_key = "{key}"
-worker_threads = 1
-[upstream]
-url = "http://127.0.0.1:{up_port}"
-[inject]
-mode = "off"
-[log]
-level = "info"
-""")
+        sidecar_proxy_conf(side_conf, side_port, crt, key, 1, up_port)
         peers = [
             ("nginx", ngx_port, ["nginx", "-c", ngx_conf, "-p", tmp]),
             ("sidecar", side_port, [args.bin, "run", "--config", side_conf]),

@@ -104,10 +104,10 @@ def taskset(cpus, pin):
     return ["taskset", "-c", cpus] if pin and shutil.which("taskset") else []
 
 
-def nginx_conf(tmp, name, body, workers):
+def nginx_conf(tmp, name, body, workers, main=""):
     path = os.path.join(tmp, f"nginx-{name}.conf")
     with open(path, "w") as f:
-        f.write(f"""
+        f.write(f"""{main}
 worker_processes {workers};
 pid {tmp}/nginx-{name}.pid;
 error_log {tmp}/nginx-{name}.error.log warn;
@@ -123,6 +123,58 @@ http {{
 }}
 """)
     return path
+
+
+def write_pages(www):
+    """The benchmark's files: a 3-byte text and a 78 KB HTML table page."""
+    os.makedirs(www)
+    with open(os.path.join(www, "small.txt"), "w") as f:
+        f.write("ok\n")
+    row = "<tr><td>Customer</td><td>+86 21 5555 0101</td><td>note</td></tr>\n"
+    page = "<!doctype html><html><head><title>CRM</title></head><body><table>\n"
+    while len(page) < 78 * 1024:
+        page += row
+    page += "</table></body></html>\n"
+    with open(os.path.join(www, "page.html"), "w") as f:
+        f.write(page)
+
+
+def make_certs(tmp, binary=BIN):
+    """A certificate for localhost and 127.0.0.1, made by the sidecar; (cert, key) paths."""
+    certs = os.path.join(tmp, "certs")
+    subprocess.run([binary, "cert", "--out", certs, "--host", "localhost", "--host", "127.0.0.1"],
+                   check=True, stdout=subprocess.DEVNULL)
+    return os.path.join(certs, "tls.crt"), os.path.join(certs, "tls.key")
+
+
+def nginx_proxy_server(up_port, port, crt, key):
+    """nginx as the TLS reverse proxy the sidecar is compared with (upstream keepalive)."""
+    ssl_conf = f"ssl_certificate {crt}; ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3;"
+    return f"""
+  upstream app {{ server 127.0.0.1:{up_port}; keepalive 64; }}
+  server {{ listen 127.0.0.1:{port} ssl; {ssl_conf}
+    location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
+                 proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+                 proxy_set_header X-Forwarded-Proto https; proxy_buffering on; }} }}"""
+
+
+def sidecar_proxy_conf(path, port, crt, key, workers, up_port):
+    """The sidecar doing nginx's job: proxying with injection off, logging every request."""
+    with open(path, "w") as f:
+        f.write(f"""[server]
+listen = "127.0.0.1:{port}"
+tls_cert = "{crt}"
+tls_key = "{key}"
+worker_threads = {workers}
+[upstream]
+url = "http://127.0.0.1:{up_port}"
+[inject]
+# Like for like with nginx's proxy_pass: pages pass through unchanged here; injection is
+# compared with nginx's sub_filter in benches/inject_bench.py.
+mode = "off"
+[log]
+level = "info"
+""")
 
 
 def start_nginx(tmp, name, body, workers, cpus, pin):
@@ -278,22 +330,10 @@ def main():
     procs = []
     try:
         www = os.path.join(tmp, "www")
-        os.makedirs(www)
-        with open(os.path.join(www, "small.txt"), "w") as f:
-            f.write("ok\n")
-        row = "<tr><td>Customer</td><td>+86 21 5555 0101</td><td>note</td></tr>\n"
-        page = "<!doctype html><html><head><title>CRM</title></head><body><table>\n"
-        while len(page) < 78 * 1024:
-            page += row
-        page += "</table></body></html>\n"
-        with open(os.path.join(www, "page.html"), "w") as f:
-            f.write(page)
+        write_pages(www)
         with open(os.path.join(www, "big.bin"), "wb") as f:
             f.write(os.urandom(5 * 1024 * 1024))
-        certs = os.path.join(tmp, "certs")
-        subprocess.run([BIN, "cert", "--out", certs, "--host", "localhost", "--host", "127.0.0.1"],
-                       check=True, stdout=subprocess.DEVNULL)
-        crt, key = os.path.join(certs, "tls.crt"), os.path.join(certs, "tls.key")
+        crt, key = make_certs(tmp)
 
         up_port, ceil_port, ngx_port, side_port = free_port(), free_port(), free_port(), free_port()
         proxy_cpus, other_cpus = "0", "1"
@@ -304,30 +344,11 @@ def main():
         ceil = start_nginx(tmp, "ceiling", f"server {{ listen 127.0.0.1:{ceil_port} ssl; {ssl_conf} root {www}; }}",
                            workers, proxy_cpus, args.pin)
         procs.append(ceil)
-        ngx = start_nginx(tmp, "proxy", f"""
-  upstream app {{ server 127.0.0.1:{up_port}; keepalive 64; }}
-  server {{ listen 127.0.0.1:{ngx_port} ssl; {ssl_conf}
-    location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection "";
-                 proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-                 proxy_set_header X-Forwarded-Proto https; proxy_buffering on; }} }}""",
-                          workers, proxy_cpus, args.pin)
+        ngx = start_nginx(tmp, "proxy", nginx_proxy_server(up_port, ngx_port, crt, key), workers, proxy_cpus,
+                          args.pin)
         procs.append(ngx)
         side_conf = os.path.join(tmp, "sidecar.toml")
-        with open(side_conf, "w") as f:
-            f.write(f"""[server]
-listen = "127.0.0.1:{side_port}"
-tls_cert = "{crt}"
-tls_key = "{key}"
-worker_threads = {workers}
-[upstream]
-url = "http://127.0.0.1:{up_port}"
-[inject]
-# Like for like with nginx's proxy_pass: pages pass through unchanged here; injection is
-# compared with nginx's sub_filter in benches/inject_bench.py.
-mode = "off"
-[log]
-level = "info"
-""")
+        sidecar_proxy_conf(side_conf, side_port, crt, key, workers, up_port)
         side_log = open(os.path.join(tmp, "sidecar.log"), "w")
         side = subprocess.Popen(taskset(proxy_cpus, args.pin) + [BIN, "run", "--config", side_conf],
                                 stdout=subprocess.DEVNULL, stderr=side_log)

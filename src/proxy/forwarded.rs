@@ -131,11 +131,9 @@ pub fn apply(
     // trusted hop's chain is used instead. An untrusted peer's chain is gone after this, so
     // its headers are set without looking for earlier values.
     let (client_ip, prior_xff, prior_forwarded) = if peer_trusted {
-        (
-            believed_client(headers, peer.peer, trusted),
-            joined(headers, &XFF),
-            joined(headers, &FORWARDED),
-        )
+        let chain = joined(headers, &XFF);
+        let client = client_in_chain(chain.as_deref(), peer.peer, trusted);
+        (client, chain, joined(headers, &FORWARDED))
     } else {
         let present = super::hop::present_in(headers, untrusted_index);
         super::hop::remove_present(headers, &UNTRUSTED_DROP, present);
@@ -203,7 +201,12 @@ pub fn push_ip(out: &mut String, ip: IpAddr) {
 /// Walks `X-Forwarded-For` from the right, skipping trusted hops: the first untrusted address
 /// is the client. A malformed entry stops the walk there (it cannot be believed either).
 pub fn believed_client(headers: &HeaderMap, peer: IpAddr, trusted: &[Cidr]) -> IpAddr {
-    let Some(chain) = joined(headers, &XFF) else {
+    client_in_chain(joined(headers, &XFF).as_deref(), peer, trusted)
+}
+
+/// [`believed_client`] for a chain already read from the headers.
+fn client_in_chain(chain: Option<&str>, peer: IpAddr, trusted: &[Cidr]) -> IpAddr {
+    let Some(chain) = chain else {
         return peer;
     };
     let mut candidate = peer;
