@@ -15,7 +15,8 @@ generator from jitter entropy, about 110 million instructions give or take a fra
 percent), and only a large difference in requests makes that variation negligible.
 
 Caveat: callgrind counts each byte a `rep movsb` copies as an instruction, so large memcpy
-weigh more here than on the CPU.
+weigh more here than on the CPU (nginx's; the sidecar's use a vector loop on AMD processors,
+see src/copy_tuning.rs).
 
 Usage: benches/instr_bench.py [--small 1000] [--large 3000] [--no-build] [--top 0] [--bin PATH]
 Needs valgrind, nginx and oha (scripts/bench-deps.sh installs them).
@@ -46,7 +47,8 @@ def total_ir(path):
 
 def counted_run(cmd, port, path, requests, out, log):
     """Starts `cmd` under callgrind, sends `requests` requests, stops it; total instructions."""
-    vg = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
+    # The sidecar may start itself again at once (src/copy_tuning.rs): follow it there.
+    vg = ["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out}"]
     with open(log, "w") as logf:
         proc = subprocess.Popen(vg + cmd, stdout=logf, stderr=subprocess.STDOUT)
         try:

@@ -11,6 +11,7 @@ pub mod check;
 pub mod cli;
 pub mod config;
 pub mod conn_limit;
+pub mod copy_tuning;
 #[cfg(feature = "emulator")]
 pub mod demo;
 pub mod dev;

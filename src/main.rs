@@ -10,5 +10,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    tccc_sidecar::copy_tuning::apply();
     tccc_sidecar::cli::main()
 }

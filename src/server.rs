@@ -156,9 +156,14 @@ pub async fn serve(
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             // Encrypted bytes waiting for a slow reader: bounded per connection, so memory
-            // stays flat however many clients stall (rustls's default is 64 KiB).
+            // stays flat however many clients stall (rustls's default is 64 KiB). A little
+            // above one upstream read, so that a chunk with its chunked-coding framing goes
+            // out in one write: at exactly 32 KiB, the framing's last bytes took a second
+            // write (and TLS record) per chunk.
             let mut tls = tls;
-            tls.get_mut().1.set_buffer_limit(Some(32 * 1024));
+            tls.get_mut()
+                .1
+                .set_buffer_limit(Some(proxy::pool::READ_BUFFER + 1024));
             let conn_info = Arc::new(ConnInfo::new(peer));
             let svc = ProxyService { state, conn_info };
             let io = TokioIo::new(tls);

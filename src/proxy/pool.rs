@@ -45,6 +45,11 @@ impl std::fmt::Display for PoolError {
     }
 }
 
+/// The most an upstream connection reads at once, and so the largest body chunk it hands on.
+/// hyper's default read buffer grows to ~400 KB per connection; with many slow clients that is
+/// the proxy's memory (benches/proxy_bench.py, 200 slow readers).
+pub const READ_BUFFER: usize = 32 * 1024;
+
 struct Idle {
     sender: SendRequest<ClientBody>,
     since: Instant,
@@ -80,9 +85,7 @@ impl Pool {
             .build()
             .map_err(|e| format!("upstream.url: {e}"))?;
         let mut builder = http1::Builder::new();
-        // hyper's default read buffer grows to ~400 KB per connection; with many slow
-        // clients that is the proxy's memory (benches/proxy_bench.py, 200 slow readers).
-        builder.max_buf_size(32 * 1024);
+        builder.max_buf_size(READ_BUFFER);
         Ok(Arc::new(Pool {
             connector,
             target,

@@ -32,9 +32,7 @@ where
         .pool_idle_timeout(cfg.pool_idle_timeout.get())
         .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
         .retry_canceled_requests(true)
-        // hyper's default read buffer grows to ~400 KB per connection; with many slow
-        // clients that is the proxy's memory (benches/proxy_bench.py, 200 slow readers).
-        .http1_max_buf_size(32 * 1024)
+        .http1_max_buf_size(super::pool::READ_BUFFER)
         .set_host(false)
         .build(connector))
 }

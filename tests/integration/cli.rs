@@ -239,6 +239,105 @@ async fn run_serves_and_exits_zero_on_sigterm_after_draining() {
     assert!(logs.iter().any(|l| l.contains("stopped")));
 }
 
+/// The environment the process with this id runs with now (after any re-exec).
+fn environ_of(pid: u32) -> Vec<String> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap()
+        .split(|b| *b == 0)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn on_amd_run_starts_again_with_vector_copies_and_keeps_serving_as_the_same_process() {
+    let amd = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("vendor_id") && l.contains("AuthenticAMD"));
+    let up = Upstream::ok("from upstream").await;
+    let dir = TempDir::new("copytune");
+    let ca = write_certs(&dir, &["localhost", "127.0.0.1"]);
+    let path = dir.path("sidecar.toml");
+    std::fs::write(&path, config_text(&dir, &up.url(), "")).unwrap();
+    let tuned = "glibc.cpu.x86_rep_movsb_threshold=4294967295";
+    // (the operator's GLIBC_TUNABLES, whether the process starts again, the first tunable it
+    // then runs with: glibc cuts the variable in /proc after the first one)
+    let cases = [
+        (None, amd, amd.then_some(tuned)),
+        (
+            Some("glibc.malloc.arena_max=2"),
+            amd,
+            Some(if amd {
+                tuned
+            } else {
+                "glibc.malloc.arena_max=2"
+            }),
+        ),
+        // The operator's own threshold (here glibc's default) stands.
+        (
+            Some("glibc.cpu.x86_rep_movsb_threshold=2112"),
+            false,
+            Some("glibc.cpu.x86_rep_movsb_threshold=2112"),
+        ),
+    ];
+    for (given, restarted, first) in cases {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .env_remove("TCCC_SIDECAR_COPY_TUNED");
+        match given {
+            Some(v) => cmd.env("GLIBC_TUNABLES", v),
+            None => cmd.env_remove("GLIBC_TUNABLES"),
+        };
+        let (mut child, rx) = spawn_reading(cmd, false);
+        let addr = loop {
+            let line = rx.recv_timeout(WAIT).expect("the serving line");
+            if let Some(rest) = line.split("listen=").nth(1) {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .parse::<std::net::SocketAddr>()
+                    .unwrap();
+            }
+        };
+        // The process the operator started is the one serving, tuned or not as expected.
+        let env = environ_of(child.0.id());
+        let var = |name: &str| {
+            env.iter()
+                .find_map(|v| v.strip_prefix(name)?.strip_prefix('='))
+                .map(str::to_string)
+        };
+        assert_eq!(
+            var("TCCC_SIDECAR_COPY_TUNED").is_some(),
+            restarted,
+            "given {given:?}"
+        );
+        let tunables = var("GLIBC_TUNABLES");
+        assert_eq!(
+            tunables
+                .as_deref()
+                .map(|t| t.split(':').next().unwrap_or("")),
+            first,
+            "given {given:?}"
+        );
+        let mut c = Client::connect(addr, &ca, Proto::H1, None).await;
+        let (parts, body) = c.get("/").await;
+        assert_eq!(parts.status, 200);
+        assert_eq!(body, "from upstream");
+        unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
+        let status = within(
+            "exit after SIGTERM",
+            tokio::task::spawn_blocking(move || child.0.wait()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(status.code(), Some(0), "given {given:?}");
+    }
+}
+
 /// Starts `cmd` with the given stream piped; its lines arrive on the returned channel. The
 /// guard kills the process if the test ends first.
 pub(crate) fn spawn_reading(
