@@ -179,9 +179,7 @@ def main():
                             1, "1", False)
         procs.append(up)
         ssl_conf = f"ssl_certificate {crt}; ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3;"
-        proxy_common = ("proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection \"\"; "
-                        "proxy_set_header Host $host; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; "
-                        "proxy_set_header X-Forwarded-Proto https; proxy_buffering on;")
+        proxy_common = pb.NGINX_PROXY_LOCATION
         ngx = pb.start_nginx(tmp, "proxy", f"""
   upstream app {{ server 127.0.0.1:{up_port}; keepalive 64; }}
   server {{ listen 127.0.0.1:{ngx_port} ssl; {ssl_conf}
