@@ -179,17 +179,16 @@ def main():
                             1, "1", False)
         procs.append(up)
         ssl_conf = f"ssl_certificate {crt}; ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3;"
-        proxy_common = pb.NGINX_PROXY_LOCATION
         ngx = pb.start_nginx(tmp, "proxy", f"""
   upstream app {{ server 127.0.0.1:{up_port}; keepalive 64; }}
   server {{ listen 127.0.0.1:{ngx_port} ssl; {ssl_conf}
-    location / {{ {proxy_common} }} }}""", args.workers, "0", False)
+    location / {{ {pb.NGINX_PROXY_LOCATION} }} }}""", args.workers, "0", False)
         procs.append(ngx)
         sub = pb.start_nginx(tmp, "subfilter", f"""
   upstream app {{ server 127.0.0.1:{up_port}; keepalive 64; }}
   gzip on; gzip_types text/html; gzip_comp_level 5; gzip_proxied any; gzip_vary on;
   server {{ listen 127.0.0.1:{sub_port} ssl; {ssl_conf}
-    location / {{ {proxy_common} proxy_set_header Accept-Encoding "";
+    location / {{ {pb.NGINX_PROXY_LOCATION} proxy_set_header Accept-Encoding "";
       sub_filter '</head>' '{TAG}</head>'; sub_filter_once on; }} }}""", args.workers, "0", False)
         procs.append(sub)
         side_conf = os.path.join(tmp, "sidecar.toml")

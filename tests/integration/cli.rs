@@ -193,18 +193,7 @@ async fn run_serves_and_exits_zero_on_sigterm_after_draining() {
         .env("RUST_LOG", "info");
     let (mut child, rx) = spawn_reading(cmd, false);
     let mut logs = Vec::new();
-    let addr = loop {
-        let line = rx.recv_timeout(WAIT).expect("the serving line");
-        logs.push(line.clone());
-        if let Some(rest) = line.split("listen=").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .unwrap()
-                .parse::<std::net::SocketAddr>()
-                .unwrap();
-        }
-    };
+    let addr = serving_addr(&rx, &mut logs);
     let mut c = Client::connect(addr, &ca, Proto::H1, None).await;
     let (parts, body) = c.get("/hello?token=SECRET").await;
     assert_eq!(parts.status, 200);
@@ -237,6 +226,21 @@ async fn run_serves_and_exits_zero_on_sigterm_after_draining() {
         "the query string is never logged"
     );
     assert!(logs.iter().any(|l| l.contains("stopped")));
+}
+
+/// The address of the TLS listener from the `listen=` of the serving line; the lines read on
+/// the way are kept in `logs`.
+fn serving_addr(
+    rx: &std::sync::mpsc::Receiver<String>,
+    logs: &mut Vec<String>,
+) -> std::net::SocketAddr {
+    loop {
+        let line = rx.recv_timeout(WAIT).expect("the serving line");
+        logs.push(line.clone());
+        if let Some(rest) = line.split("listen=").nth(1) {
+            return rest.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    }
 }
 
 /// The environment the process with this id runs with now (after any re-exec).
@@ -290,18 +294,8 @@ async fn on_amd_run_starts_again_with_vector_copies_and_keeps_serving_as_the_sam
             Some(v) => cmd.env("GLIBC_TUNABLES", v),
             None => cmd.env_remove("GLIBC_TUNABLES"),
         };
-        let (mut child, rx) = spawn_reading(cmd, false);
-        let addr = loop {
-            let line = rx.recv_timeout(WAIT).expect("the serving line");
-            if let Some(rest) = line.split("listen=").nth(1) {
-                break rest
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .parse::<std::net::SocketAddr>()
-                    .unwrap();
-            }
-        };
+        let (child, rx) = spawn_reading(cmd, false);
+        let addr = serving_addr(&rx, &mut Vec::new());
         // The process the operator started is the one serving, tuned or not as expected.
         let env = environ_of(child.0.id());
         let var = |name: &str| {
@@ -326,15 +320,7 @@ async fn on_amd_run_starts_again_with_vector_copies_and_keeps_serving_as_the_sam
         let (parts, body) = c.get("/").await;
         assert_eq!(parts.status, 200);
         assert_eq!(body, "from upstream");
-        unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) };
-        let status = within(
-            "exit after SIGTERM",
-            tokio::task::spawn_blocking(move || child.0.wait()),
-        )
-        .await
-        .unwrap()
-        .unwrap();
-        assert_eq!(status.code(), Some(0), "given {given:?}");
+        assert_eq!(stop(child).await, Some(0), "given {given:?}");
     }
 }
 
