@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod balance;
 pub mod ccc;
 pub mod check;
 pub mod cli;

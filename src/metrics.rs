@@ -36,6 +36,7 @@ pub struct Metrics {
     pub upstream_errors: Family<KindLabel, Counter>,
     pub rejected_requests: Family<KindLabel, Counter>,
     pub open_connections: Gauge,
+    pub worker_connections: Family<WorkerLabel, Gauge>,
     pub tls_handshake_errors: Counter,
     pub tls_reloads: Family<ResultLabel, Counter>,
     pub websocket_tunnels: Gauge,
@@ -56,6 +57,11 @@ pub struct Metrics {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WorkerLabel {
+    pub worker: u32,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -110,6 +116,12 @@ impl Metrics {
             "open_connections",
             "Client connections currently open on the TLS listener",
             open_connections.clone(),
+        );
+        let worker_connections = Family::<WorkerLabel, Gauge>::default();
+        registry.register(
+            "worker_connections",
+            "Client connections currently open, by worker thread (see server.worker_threads)",
+            worker_connections.clone(),
         );
         let tls_handshake_errors = Counter::default();
         registry.register(
@@ -212,6 +224,7 @@ impl Metrics {
             upstream_errors,
             rejected_requests,
             open_connections,
+            worker_connections,
             tls_handshake_errors,
             tls_reloads,
             websocket_tunnels,
@@ -228,6 +241,18 @@ impl Metrics {
             connections_refused,
             ccc_endpoint_emulator,
         }
+    }
+
+    /// One open-connection gauge per worker thread, as exported.
+    pub fn worker_gauges(&self, workers: usize) -> Vec<Gauge> {
+        (0..workers)
+            .map(|i| {
+                let worker = u32::try_from(i).unwrap_or(u32::MAX);
+                self.worker_connections
+                    .get_or_create(&WorkerLabel { worker })
+                    .clone()
+            })
+            .collect()
     }
 
     pub fn count_status(&self, status: u16) {

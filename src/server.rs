@@ -6,6 +6,7 @@
 //! connections are closed, HTTP/2 connections get GOAWAY, and requests in flight (streams and
 //! upgraded connections excepted) may finish until `server.shutdown_timeout`.
 
+use crate::balance;
 use crate::drain::{Drain, Watcher};
 use crate::proxy;
 use crate::state::{AppState, ConnInfo};
@@ -105,14 +106,46 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let acceptor = TlsAcceptor::from(state.tls.clone());
-    let builders = Arc::new(builders(&state));
-    let drain = Drain::new();
-    let handshake_timeout = state.config.server.handshake_timeout.get();
+    serve_as(listener, state, shutdown, None).await
+}
+
+/// What every connection task of one accept loop shares.
+struct Accepting {
+    state: Arc<AppState>,
+    acceptor: TlsAcceptor,
+    builders: Arc<Builders>,
+    drain: Drain,
+    handshake_timeout: Duration,
+}
+
+/// The accept loop; `member` is this worker's place among balanced workers, if it has one.
+async fn serve_as(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()>,
+    mut member: Option<balance::Member>,
+) -> std::io::Result<()> {
+    let acc = Accepting {
+        acceptor: TlsAcceptor::from(state.tls.clone()),
+        builders: Arc::new(builders(&state)),
+        drain: Drain::new(),
+        handshake_timeout: state.config.server.handshake_timeout.get(),
+        state,
+    };
+    let state = acc.state.clone();
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,
+            handed = next_handoff(&mut member) => {
+                if let Some(h) = handed {
+                    match tokio::net::TcpStream::from_std(h.tcp) {
+                        Ok(tcp) => acc.spawn(tcp, h.peer, h.slot, h.ticket),
+                        Err(e) => tracing::debug!(peer = %h.peer, error = %e, "handed-over connection lost"),
+                    }
+                }
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -129,17 +162,61 @@ pub async fn serve(
             drop(tcp);
             continue;
         };
+        match &member {
+            None => acc.spawn(tcp, peer, slot, balance::Ticket::none()),
+            Some(m) => match m.place(tcp, peer, slot) {
+                balance::Placed::Here(tcp, slot, ticket) => acc.spawn(tcp, peer, slot, ticket),
+                balance::Placed::Away => {}
+            },
+        }
+    }
+    drop(listener);
+    // Connections other workers handed over just before the end are served (and drained) too.
+    if let Some(m) = &mut member {
+        for h in m.close() {
+            if let Ok(tcp) = tokio::net::TcpStream::from_std(h.tcp) {
+                acc.spawn(tcp, h.peer, h.slot, h.ticket);
+            }
+        }
+    }
+    let deadline = state.config.server.shutdown_timeout.get();
+    tokio::select! {
+        _ = acc.drain.shutdown() => tracing::info!("all connections drained"),
+        _ = tokio::time::sleep(deadline) => tracing::warn!("shutdown deadline reached; closing remaining connections"),
+    }
+    Ok(())
+}
+
+/// The next hand-off from another worker; never, for a server that is not a balanced worker.
+async fn next_handoff(member: &mut Option<balance::Member>) -> Option<balance::Handoff> {
+    match member {
+        Some(m) => m.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Accepting {
+    /// Spawns the task that does the TLS handshake and serves the connection.
+    fn spawn(
+        &self,
+        tcp: tokio::net::TcpStream,
+        peer: std::net::SocketAddr,
+        slot: crate::conn_limit::Slot,
+        ticket: balance::Ticket,
+    ) {
         let _ = tcp.set_nodelay(true);
-        let state = state.clone();
-        let acceptor = acceptor.clone();
-        let builders = builders.clone();
-        let watcher = drain.watcher();
+        let state = self.state.clone();
+        let acceptor = self.acceptor.clone();
+        let builders = self.builders.clone();
+        let watcher = self.drain.watcher();
+        let handshake_timeout = self.handshake_timeout;
         tokio::spawn(async move {
             let metrics = state.metrics.clone();
             metrics.open_connections.inc();
             let _open = scopeguard(move || {
                 metrics.open_connections.dec();
                 drop(slot);
+                drop(ticket);
             });
             let tls = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
@@ -177,19 +254,13 @@ pub async fn serve(
             }
         });
     }
-    drop(listener);
-    let deadline = state.config.server.shutdown_timeout.get();
-    tokio::select! {
-        _ = drain.shutdown() => tracing::info!("all connections drained"),
-        _ = tokio::time::sleep(deadline) => tracing::warn!("shutdown deadline reached; closing remaining connections"),
-    }
-    Ok(())
 }
 
 /// Serves `listener` on `workers` threads, each running its own single-threaded runtime with
 /// its own upstream pool (nginx's model: no work moves between threads, so no request pays for
-/// cross-thread queues or wake-ups). The kernel spreads new connections over the threads,
-/// which all accept from the same socket. Returns when every worker has drained.
+/// cross-thread queues or wake-ups). The threads all accept from the same socket, and a new
+/// connection is served by the thread with fewest open (see `balance`). Returns when every
+/// worker has drained.
 pub async fn serve_workers(
     listener: std::net::TcpListener,
     state: Arc<AppState>,
@@ -197,8 +268,10 @@ pub async fn serve_workers(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
+    let workers = workers.max(1);
+    let members = balance::Balancer::members(state.metrics.worker_gauges(workers));
     let mut done = Vec::with_capacity(workers);
-    for i in 0..workers.max(1) {
+    for (i, member) in members.into_iter().enumerate() {
         let l = listener.try_clone()?;
         let st = state.for_worker().map_err(std::io::Error::other)?;
         let rx = shutdown.clone();
@@ -212,7 +285,7 @@ pub async fn serve_workers(
                     .and_then(|rt| {
                         rt.block_on(async move {
                             let l = TcpListener::from_std(l)?;
-                            serve(l, st, crate::app::stopped(rx)).await
+                            serve_as(l, st, crate::app::stopped(rx), Some(member)).await
                         })
                     });
                 let _ = tx.send(result);

@@ -84,6 +84,71 @@ async fn shutdown_lets_in_flight_responses_finish_then_stops_accepting() {
     assert_eq!(up.count(), 2, "nothing was sent after shutdown");
 }
 
+/// The worker threads' open-connection gauges, as `/metrics` shows them.
+fn per_worker(side: &Sidecar, workers: usize) -> Vec<f64> {
+    let text = side.metrics();
+    (0..workers)
+        .map(|i| {
+            metric(
+                &text,
+                &format!("tccc_sidecar_worker_connections{{worker=\"{i}\"}}"),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn connections_are_spread_evenly_over_the_worker_threads() {
+    let up = Upstream::ok("hello").await;
+    let side = Sidecar::start(&up.url(), "", "").await;
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(tccc_sidecar::server::serve_workers(
+        std_listener,
+        side.state.clone(),
+        3,
+        rx,
+    ));
+    // Twelve keep-alive connections, one after another, each answered before the next opens:
+    // whichever thread the kernel wakes first accepts, and it keeps a connection only when no
+    // other thread has fewer.
+    let mut clients = Vec::new();
+    for i in 0..12 {
+        let proto = if i % 3 == 0 { Proto::H2 } else { Proto::H1 };
+        let mut c = Client::connect(addr, &side.ca_pem, proto, None).await;
+        let (parts, body) = c.get(&format!("/conn/{i}")).await;
+        assert_eq!(parts.status, 200, "connection {i}");
+        assert_eq!(body, "hello");
+        clients.push(c);
+    }
+    assert_eq!(per_worker(&side, 3), vec![4.0, 4.0, 4.0]);
+    // Each thread has its own upstream pool: three threads served, so the upstream saw three
+    // connections, each reused for that thread's four clients.
+    for c in clients.iter_mut() {
+        let (parts, _) = c.get("/again").await;
+        assert_eq!(parts.status, 200);
+    }
+    assert_eq!(up.count(), 24);
+    assert_eq!(
+        up.connections.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "one upstream connection per worker thread"
+    );
+    drop(clients);
+    within("closed connections leave the per-worker counts", async {
+        while per_worker(&side, 3) != vec![0.0, 0.0, 0.0] {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    tx.send(true).unwrap();
+    within("workers drain and return", serving)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
 #[tokio::test]
 async fn worker_threads_share_the_listener_and_drain_on_shutdown() {
     let up = Upstream::ok("hello").await;
