@@ -142,9 +142,14 @@ impl Member {
         }
     }
 
-    /// The next connection another worker handed to this one.
-    pub async fn next(&mut self) -> Option<Handoff> {
-        self.inbox.recv().await
+    /// The next connection another worker handed to this one. Never ends: the senders live
+    /// in the balancer this member holds, so the inbox cannot run dry of them, and a loop
+    /// selecting on it must not spin if it ever did.
+    pub async fn next(&mut self) -> Handoff {
+        match self.inbox.recv().await {
+            Some(h) => h,
+            None => std::future::pending().await,
+        }
     }
 
     /// Stops taking hand-offs; returns those already sent, which this worker still serves.
@@ -179,6 +184,75 @@ mod tests {
         open[2].inc();
         open[2].inc();
         assert_eq!(b.least_loaded(2), 0, "first of the least loaded");
+    }
+
+    /// A connected loopback socket, as the accept loop gets it.
+    async fn accepted() -> (tokio::net::TcpStream, SocketAddr, tokio::net::TcpStream) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (tcp, peer) = l.accept().await.unwrap();
+        (tcp, peer, client)
+    }
+
+    fn slot(peer: SocketAddr) -> Slot {
+        crate::conn_limit::ConnLimit::new(0, vec![])
+            .acquire(peer.ip())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_connection_goes_to_the_emptier_worker_or_stays_when_that_worker_has_stopped() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let open = gauges(2);
+        let mut members = Balancer::members(open.clone());
+        let mut second = members.pop().unwrap();
+        let first = members.pop().unwrap();
+        open[0].inc();
+
+        // Worker 0 already has one: the new connection is handed to worker 1, still usable.
+        let (tcp, peer, mut client) = accepted().await;
+        assert!(matches!(first.place(tcp, peer, slot(peer)), Placed::Away));
+        assert_eq!((open[0].get(), open[1].get()), (1, 1));
+        let handed = second.next().await;
+        assert_eq!(handed.peer, peer);
+        let mut served = tokio::net::TcpStream::from_std(handed.tcp).unwrap();
+        client.write_all(b"ping").await.unwrap();
+        let mut buf = [0u8; 4];
+        served.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"ping");
+        drop(handed.ticket);
+        assert_eq!(open[1].get(), 0, "its end is counted where it was served");
+
+        // Worker 1 stops taking connections: one meant for it is served by the acceptor.
+        assert!(second.close().is_empty());
+        let (tcp, peer, _client) = accepted().await;
+        match first.place(tcp, peer, slot(peer)) {
+            Placed::Here(_, _, ticket) => {
+                assert_eq!((open[0].get(), open[1].get()), (2, 0));
+                drop(ticket);
+                assert_eq!(open[0].get(), 1);
+            }
+            Placed::Away => panic!("a connection for a stopped worker must stay"),
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_sent_before_a_worker_stops_are_still_its_to_serve() {
+        let open = gauges(2);
+        let mut members = Balancer::members(open.clone());
+        let mut second = members.pop().unwrap();
+        let first = members.pop().unwrap();
+        open[0].inc();
+        let (tcp, peer, _client) = accepted().await;
+        assert!(matches!(first.place(tcp, peer, slot(peer)), Placed::Away));
+        let left = second.close();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].peer, peer);
+        assert_eq!(open[1].get(), 1);
+        drop(left);
+        assert_eq!(open[1].get(), 0);
     }
 
     #[test]

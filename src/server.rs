@@ -137,12 +137,10 @@ async fn serve_as(
     loop {
         let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,
-            handed = next_handoff(&mut member) => {
-                if let Some(h) = handed {
-                    match tokio::net::TcpStream::from_std(h.tcp) {
-                        Ok(tcp) => acc.spawn(tcp, h.peer, h.slot, h.ticket),
-                        Err(e) => tracing::debug!(peer = %h.peer, error = %e, "handed-over connection lost"),
-                    }
+            h = next_handoff(&mut member) => {
+                match tokio::net::TcpStream::from_std(h.tcp) {
+                    Ok(tcp) => acc.spawn(tcp, h.peer, h.slot, h.ticket),
+                    Err(e) => tracing::debug!(peer = %h.peer, error = %e, "handed-over connection lost"),
                 }
                 continue;
             }
@@ -188,7 +186,7 @@ async fn serve_as(
 }
 
 /// The next hand-off from another worker; never, for a server that is not a balanced worker.
-async fn next_handoff(member: &mut Option<balance::Member>) -> Option<balance::Handoff> {
+async fn next_handoff(member: &mut Option<balance::Member>) -> balance::Handoff {
     match member {
         Some(m) => m.next().await,
         None => std::future::pending().await,
