@@ -202,14 +202,20 @@ mod tests {
             .unwrap()
     }
 
+    /// Two workers, the first already holding one connection.
+    fn two_workers() -> (Vec<Gauge>, Member, Member) {
+        let open = gauges(2);
+        let mut members = Balancer::members(open.clone());
+        let second = members.pop().unwrap();
+        let first = members.pop().unwrap();
+        open[0].inc();
+        (open, first, second)
+    }
+
     #[tokio::test]
     async fn a_connection_goes_to_the_emptier_worker_or_stays_when_that_worker_has_stopped() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let open = gauges(2);
-        let mut members = Balancer::members(open.clone());
-        let mut second = members.pop().unwrap();
-        let first = members.pop().unwrap();
-        open[0].inc();
+        let (open, first, mut second) = two_workers();
 
         // Worker 0 already has one: the new connection is handed to worker 1, still usable.
         let (tcp, peer, mut client) = accepted().await;
@@ -240,11 +246,7 @@ mod tests {
 
     #[tokio::test]
     async fn connections_sent_before_a_worker_stops_are_still_its_to_serve() {
-        let open = gauges(2);
-        let mut members = Balancer::members(open.clone());
-        let mut second = members.pop().unwrap();
-        let first = members.pop().unwrap();
-        open[0].inc();
+        let (open, first, mut second) = two_workers();
         let (tcp, peer, _client) = accepted().await;
         assert!(matches!(first.place(tcp, peer, slot(peer)), Placed::Away));
         let left = second.close();

@@ -132,16 +132,13 @@ async fn serve_as(
         handshake_timeout: state.config.server.handshake_timeout.get(),
         state,
     };
-    let state = acc.state.clone();
+    let state = &acc.state;
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
             _ = &mut shutdown => break,
             h = next_handoff(&mut member) => {
-                match tokio::net::TcpStream::from_std(h.tcp) {
-                    Ok(tcp) => acc.spawn(tcp, h.peer, h.slot, h.ticket),
-                    Err(e) => tracing::debug!(peer = %h.peer, error = %e, "handed-over connection lost"),
-                }
+                acc.adopt(h);
                 continue;
             }
             accepted = listener.accept() => match accepted {
@@ -172,9 +169,7 @@ async fn serve_as(
     // Connections other workers handed over just before the end are served (and drained) too.
     if let Some(m) = &mut member {
         for h in m.close() {
-            if let Ok(tcp) = tokio::net::TcpStream::from_std(h.tcp) {
-                acc.spawn(tcp, h.peer, h.slot, h.ticket);
-            }
+            acc.adopt(h);
         }
     }
     let deadline = state.config.server.shutdown_timeout.get();
@@ -194,6 +189,14 @@ async fn next_handoff(member: &mut Option<balance::Member>) -> balance::Handoff 
 }
 
 impl Accepting {
+    /// Serves a connection another worker accepted, on this worker's reactor.
+    fn adopt(&self, h: balance::Handoff) {
+        match tokio::net::TcpStream::from_std(h.tcp) {
+            Ok(tcp) => self.spawn(tcp, h.peer, h.slot, h.ticket),
+            Err(e) => tracing::debug!(peer = %h.peer, error = %e, "handed-over connection lost"),
+        }
+    }
+
     /// Spawns the task that does the TLS handshake and serves the connection.
     fn spawn(
         &self,

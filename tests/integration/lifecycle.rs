@@ -84,6 +84,28 @@ async fn shutdown_lets_in_flight_responses_finish_then_stops_accepting() {
     assert_eq!(up.count(), 2, "nothing was sent after shutdown");
 }
 
+/// A second server over the sidecar's state, on `workers` threads, as `run` starts it: its
+/// address, its stop signal and its task.
+fn start_workers(
+    side: &Sidecar,
+    workers: usize,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::watch::Sender<bool>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = std_listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let serving = tokio::spawn(tccc_sidecar::server::serve_workers(
+        std_listener,
+        side.state.clone(),
+        workers,
+        rx,
+    ));
+    (addr, tx, serving)
+}
+
 /// The worker threads' open-connection gauges, as `/metrics` shows them.
 fn per_worker(side: &Sidecar, workers: usize) -> Vec<f64> {
     let text = side.metrics();
@@ -101,15 +123,7 @@ fn per_worker(side: &Sidecar, workers: usize) -> Vec<f64> {
 async fn connections_are_spread_evenly_over_the_worker_threads() {
     let up = Upstream::ok("hello").await;
     let side = Sidecar::start(&up.url(), "", "").await;
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = std_listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let serving = tokio::spawn(tccc_sidecar::server::serve_workers(
-        std_listener,
-        side.state.clone(),
-        3,
-        rx,
-    ));
+    let (addr, tx, serving) = start_workers(&side, 3);
     // Twelve keep-alive connections, one after another, each answered before the next opens:
     // whichever thread the kernel wakes first accepts, and it keeps a connection only when no
     // other thread has fewer.
@@ -153,16 +167,7 @@ async fn connections_are_spread_evenly_over_the_worker_threads() {
 async fn worker_threads_share_the_listener_and_drain_on_shutdown() {
     let up = Upstream::ok("hello").await;
     let side = Sidecar::start(&up.url(), "", "").await;
-    // A second server over the same state, on worker threads, as `run` starts it.
-    let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = std_listener.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let serving = tokio::spawn(tccc_sidecar::server::serve_workers(
-        std_listener,
-        side.state.clone(),
-        2,
-        rx,
-    ));
+    let (addr, tx, serving) = start_workers(&side, 2);
     let mut clients = Vec::new();
     for i in 0..8 {
         let proto = if i % 2 == 0 { Proto::H1 } else { Proto::H2 };
