@@ -4,6 +4,7 @@
 mod common;
 
 mod admin;
+mod attacks;
 mod bodies_and_streams;
 mod browser;
 mod browser_shell;
