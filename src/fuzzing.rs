@@ -101,6 +101,31 @@ pub fn csp(data: &[u8]) {
     let mut slot = None;
     let _ = crate::inject::csp::rewrite_meta(text, &sources, &mut slot);
     let _ = crate::inject::csp::plan_headers(&[text.to_string()], || "fresh".to_string());
+    // The same text as a `<meta>` attribute's raw value, references and all: decoded as the
+    // browser does or left alone, and the rewrite keeps every source the page wrote.
+    if let Some(decoded) = crate::inject::charref::decode(text) {
+        let mut slot = None;
+        if let Some(new) = crate::inject::csp::rewrite_meta(&decoded, &sources, &mut slot) {
+            let written = crate::inject::charref::encode(&new);
+            assert_eq!(
+                crate::inject::charref::decode(&written).as_deref(),
+                Some(new.as_str()),
+                "what is written back reads back the same"
+            );
+            for token in decoded.split(|c: char| c.is_ascii_whitespace() || c == ';') {
+                if !token.is_empty()
+                    && !token.eq_ignore_ascii_case("'none'")
+                    && !token.contains(',')
+                {
+                    assert!(
+                        new.to_ascii_lowercase()
+                            .contains(&token.to_ascii_lowercase()),
+                        "the meta rewrite dropped {token:?}"
+                    );
+                }
+            }
+        }
+    }
     if let Some(relaxed) = crate::inject::csp::allow_self_framing(text) {
         assert_eq!(
             crate::inject::csp::allow_self_framing(&relaxed),

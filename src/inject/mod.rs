@@ -10,6 +10,7 @@
 //! reason and logged at debug, never silently.
 
 pub mod body;
+pub mod charref;
 pub mod codec;
 pub mod csp;
 pub mod fingerprint;

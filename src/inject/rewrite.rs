@@ -9,7 +9,7 @@
 //! sidecar in a chain) means nothing is added. Bytes outside the added tag are passed
 //! through unchanged, whatever the page's charset.
 
-use super::csp;
+use super::{charref, csp};
 use lol_html::html_content::{ContentType, DocumentEnd, Element, EndTag};
 use lol_html::send::ElementContentHandlers;
 use lol_html::send::{HtmlRewriter, Settings};
@@ -105,15 +105,21 @@ impl PageInjection {
     /// Rewrites a `<meta http-equiv="Content-Security-Policy">` element's policy.
     fn meta(&self, el: &mut Element<'_, '_, lol_html::send::SendHandlerTypes>) {
         let Some(sources) = &self.csp else { return };
+        // Attribute text arrives undecoded (`&#39;` for `'`): the policy is read as the browser
+        // reads it, and one whose references are ambiguous is left as the page wrote it.
         let is_csp = el
             .get_attribute("http-equiv")
+            .and_then(|v| charref::decode(&v))
             .is_some_and(|v| v.trim().eq_ignore_ascii_case("content-security-policy"));
-        let Some(content) = el.get_attribute("content").filter(|_| is_csp) else {
+        let Some(raw) = el.get_attribute("content").filter(|_| is_csp) else {
+            return;
+        };
+        let Some(content) = charref::decode(&raw) else {
             return;
         };
         let mut slot = self.nonce.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(new) = csp::rewrite_meta(&content, sources, &mut slot) {
-            let _ = el.set_attribute("content", &new);
+            let _ = el.set_attribute("content", &charref::encode(&new));
         }
     }
 }
@@ -356,6 +362,82 @@ mod tests {
 
     fn count(s: &str) -> usize {
         s.matches("data-tccc-loader").count()
+    }
+
+    /// Rewrites `html` with CSP handling on, as for a page whose headers chose no nonce.
+    fn rewrite_with_csp(html: &str) -> (String, Option<String>) {
+        let page = Arc::new(PageInjection {
+            csp: Some(csp::Sources {
+                loader_url: "https://oa.example.com/__tccc/loader.js".into(),
+                script: vec!["https://sdk.example-cdn.cn".into()],
+                connect: vec!["wss://tccc.qcloud.com".into()],
+                media: vec![],
+            }),
+            ..PageInjection::plain(Arc::from("/__tccc/loader.js"))
+        });
+        let mut r = Rewriter::new(
+            page.clone(),
+            Position::Head,
+            AsciiCompatibleEncoding::new(encoding_rs::UTF_8).unwrap(),
+        );
+        let mut out = Vec::new();
+        r.write(html.as_bytes(), &mut out).unwrap();
+        r.end(&mut out).unwrap();
+        let nonce = page.nonce.lock().unwrap().clone();
+        (String::from_utf8(out).unwrap(), nonce)
+    }
+
+    /// The `content` of the first `<meta>`, decoded as a browser decodes a double-quoted value.
+    fn meta_content(html: &str) -> String {
+        let start = html.find("content=\"").unwrap() + 9;
+        let len = html[start..].find('"').unwrap();
+        charref::decode(&html[start..start + len]).unwrap()
+    }
+
+    #[test]
+    fn an_entity_encoded_meta_policy_keeps_every_source_and_directive() {
+        for quote in ["&#39;", "&#x27;", "&apos;"] {
+            let policy = "script-src 'nonce-Pg9' 'strict-dynamic'; object-src 'none'; base-uri 'none'; default-src 'self'"
+                .replace('\'', quote);
+            let html = format!(
+                "<html><head><meta http-equiv=\"Content-Security-Policy\" content=\"{policy}\"></head><body></body></html>"
+            );
+            let (out, nonce) = rewrite_with_csp(&html);
+            let got = meta_content(&out);
+            assert_eq!(
+                got,
+                "script-src 'nonce-Pg9' 'strict-dynamic'; object-src 'none'; base-uri 'none'; default-src 'self'; connect-src 'self' wss://tccc.qcloud.com; media-src 'self'",
+                "{quote}: {out}"
+            );
+            assert_eq!(
+                nonce.as_deref(),
+                Some("Pg9"),
+                "the loader takes the page's nonce"
+            );
+            assert!(out.contains("nonce=\"Pg9\" data-tccc-loader"), "{out}");
+        }
+    }
+
+    #[test]
+    fn a_meta_policy_with_ambiguous_references_is_left_as_written() {
+        let html = "<html><head><meta http-equiv=\"Content-Security-Policy\" content=\"script-src &#39nonce-a&#39 &nbsp;\"></head></html>";
+        let (out, nonce) = rewrite_with_csp(html);
+        assert!(
+            out.contains("content=\"script-src &#39nonce-a&#39 &nbsp;\""),
+            "{out}"
+        );
+        assert_eq!(nonce, None);
+    }
+
+    #[test]
+    fn a_rewritten_meta_policy_escapes_what_it_writes_back() {
+        let html = "<html><head><meta http-equiv=\"Content-Security-Policy\" content=\"script-src 'self' https://a.example/?x=1&amp;y=&quot;2&quot;\"></head></html>";
+        let (out, _) = rewrite_with_csp(html);
+        let got = meta_content(&out);
+        assert!(
+            got.starts_with("script-src 'self' https://a.example/?x=1&y=\"2\" "),
+            "{got}"
+        );
     }
 
     #[test]

@@ -65,6 +65,12 @@ fn page(path: &str) -> (String, Vec<(&'static str, String)>, Vec<u8>) {
             )],
             b"<!doctype html><html><head><script nonce=\"Pg9n0nce\">window.pageRan = 1;</script></head><body><p>strict</p></body></html>".to_vec(),
         ),
+        // Quotes written as `&#39;`, as Jinja2, Go templates and Rails escape them.
+        "/meta-entities" => (
+            html,
+            vec![],
+            b"<!doctype html><html><head><meta http-equiv=\"Content-Security-Policy\" content=\"script-src &#39;nonce-M3taN0nce&#39; &#39;strict-dynamic&#39;; object-src &#39;none&#39;; base-uri &#39;none&#39;\"><script nonce=\"M3taN0nce\">window.pageRan = 1;</script></head><body><p>meta</p></body></html>".to_vec(),
+        ),
         "/unsafe-inline" => (
             html,
             vec![(
@@ -312,6 +318,7 @@ async fn the_workbench_appears_in_a_real_browser_in_every_kind_of_page() {
         ("/gzip", "gzip page"),
         ("/br", "brotli page"),
         ("/strict", "strict nonce CSP"),
+        ("/meta-entities", "entity-encoded <meta> CSP"),
         ("/unsafe-inline", "'unsafe-inline' CSP"),
         ("/gbk", "GBK page"),
         ("/nohead", "page without <head>"),
@@ -366,6 +373,27 @@ async fn the_workbench_appears_in_a_real_browser_in_every_kind_of_page() {
                 );
             }
             "/strict" => assert_eq!(eval(&page, "window.pageRan").await, json!(1)),
+            "/meta-entities" => {
+                assert_eq!(
+                    eval(&page, "window.pageRan").await,
+                    json!(1),
+                    "the page's own nonce script ran"
+                );
+                // The policy the browser holds still has every directive the page wrote.
+                let content = eval(
+                    &page,
+                    "document.querySelector('meta[http-equiv]').getAttribute('content')",
+                )
+                .await;
+                let content = content.as_str().unwrap_or_default();
+                for part in [
+                    "script-src 'nonce-M3taN0nce' 'strict-dynamic'",
+                    "object-src 'none'",
+                    "base-uri 'none'",
+                ] {
+                    assert!(content.contains(part), "{part} lost: {content}");
+                }
+            }
             "/unsafe-inline" => {
                 assert_eq!(
                     eval(&page, "window.inlineRan").await,
