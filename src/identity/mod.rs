@@ -10,8 +10,10 @@ pub mod cookies;
 pub mod header;
 pub mod introspect;
 pub mod jwt;
+pub mod spoofable;
 
-use crate::config::{Config, IdentityMode};
+use crate::config::types::any_contains;
+use crate::config::{Cidr, Config, IdentityMode};
 use crate::metrics::Metrics;
 use http::header::HeaderMap;
 use std::net::IpAddr;
@@ -44,6 +46,11 @@ pub enum Source {
 
 pub struct Identity {
     pub source: Source,
+    /// Headers that name a user, removed from untrusted peers in every mode.
+    spoofable: spoofable::Spoofable,
+    /// `identity.trusted_peers`: in modes other than `header`, the peers whose identity
+    /// headers reach the upstream (a gateway in front of the sidecar); nobody by default.
+    trusted_peers: Vec<Cidr>,
     metrics: Arc<Metrics>,
 }
 
@@ -111,7 +118,21 @@ impl Identity {
             }
             IdentityMode::Static => Source::Static(id.seat.clone().unwrap_or_default()),
         };
-        Ok(Arc::new(Identity { source, metrics }))
+        let configured = match id.mode {
+            IdentityMode::Header => Some(id.header.as_deref().unwrap_or("X-Remote-User")),
+            _ => None,
+        };
+        let spoofable = spoofable::Spoofable::new(
+            configured
+                .into_iter()
+                .chain(id.strip_headers.iter().map(String::as_str)),
+        );
+        Ok(Arc::new(Identity {
+            source,
+            spoofable,
+            trusted_peers: id.trusted_peers.clone(),
+            metrics,
+        }))
     }
 
     /// Starts whatever keeps the source fresh: file watches, JWKS refreshes.
@@ -150,13 +171,22 @@ impl Identity {
         }
     }
 
-    /// Runs on every request before it is forwarded: removes identity headers an untrusted
-    /// peer may not assert. `false` means refuse the request (a trusted gateway sent two users).
+    /// Runs on every request before it is forwarded, in every mode: removes the identity
+    /// headers an untrusted peer may not assert (the configured one and [`spoofable::DEFAULT`],
+    /// in every spelling). `false` means refuse the request (a trusted gateway sent two users).
     pub fn sanitize(&self, headers: &mut HeaderMap, peer: IpAddr) -> bool {
-        match &self.source {
-            Source::Header(h) => h.sanitize(headers, peer) != header::Verdict::Ambiguous,
-            _ => true,
+        let trusted = match &self.source {
+            Source::Header(h) => match h.sanitize(headers, peer) {
+                header::Verdict::Ambiguous => return false,
+                header::Verdict::Trusted => true,
+                header::Verdict::Stripped => false,
+            },
+            _ => any_contains(&self.trusted_peers, peer),
+        };
+        if !trusted {
+            self.spoofable.strip(headers);
         }
+        true
     }
 
     /// Whether `path` is a configured logout path whose session must be forgotten.
