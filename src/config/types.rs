@@ -260,3 +260,8 @@ pub fn is_loopback_http(url: &str) -> bool {
         None => false,
     }
 }
+
+/// A token character (RFC 9110 §5.6.2), as protocol and header names are made of.
+pub fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}

@@ -6,11 +6,12 @@
 //! `Connection` cannot make the proxy drop the value it sets. Forwarding these fields from an
 //! HTTP/1.1 upstream to an HTTP/2 client would make the client treat the message as malformed.
 
-use http::header::{HeaderMap, HeaderName, HeaderValue, CONNECTION, UPGRADE};
+use http::header::{HeaderMap, HeaderName, CONNECTION, TRANSFER_ENCODING};
 
 /// The fixed connection-specific fields, removed whatever `Connection` says. Constants, so
-/// that no name is parsed per request.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// that no name is parsed per request. `HTTP2-Settings` belongs to an h2c upgrade of this one
+/// connection (RFC 9113 §3.2.1's predecessor), never to the next hop.
+const HOP_BY_HOP: [HeaderName; 10] = [
     HeaderName::from_static("connection"),
     HeaderName::from_static("te"),
     HeaderName::from_static("trailer"),
@@ -20,20 +21,24 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     HeaderName::from_static("proxy-authorization"),
     HeaderName::from_static("transfer-encoding"),
     HeaderName::from_static("upgrade"),
+    HeaderName::from_static("http2-settings"),
 ];
 
-/// Whether the message asks to switch protocols: `Connection` lists `upgrade` and an
-/// `Upgrade` header is present (HTTP/1.1 only; the caller checks the version).
-pub fn upgrade_requested(headers: &HeaderMap) -> Option<HeaderValue> {
-    let listed = connection_tokens(headers).any(|t| t.eq_ignore_ascii_case("upgrade"));
-    if listed {
-        headers.get(UPGRADE).cloned()
-    } else {
-        None
-    }
+/// Whether every `Transfer-Encoding` coding is `chunked` (or there is none): the only coding
+/// that is undone in transit, so the only one the sidecar can pass on, in either direction,
+/// without changing what the body means.
+pub fn only_chunked(headers: &HeaderMap) -> bool {
+    headers.get_all(TRANSFER_ENCODING).iter().all(|v| {
+        v.to_str().is_ok_and(|s| {
+            s.split(',')
+                .map(str::trim)
+                .all(|c| c.is_empty() || c.eq_ignore_ascii_case("chunked"))
+        })
+    })
 }
 
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+/// The tokens of every `Connection` field, trimmed, empty ones skipped.
+pub fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(CONNECTION)
         .iter()
@@ -55,6 +60,7 @@ fn hop_index(name: &str) -> Option<usize> {
         "proxy-authorization" => 6,
         "transfer-encoding" => 7,
         "upgrade" => 8,
+        "http2-settings" => 9,
         _ => return None,
     })
 }
@@ -107,6 +113,7 @@ pub fn remove_present(headers: &mut HeaderMap, names: &[HeaderName], present: u3
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     fn map(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -195,15 +202,20 @@ mod tests {
     }
 
     #[test]
-    fn detects_upgrade_only_when_connection_lists_it() {
-        let h = map(&[
-            ("connection", "keep-alive, Upgrade"),
-            ("upgrade", "websocket"),
+    fn an_h2c_upgrades_settings_never_go_further() {
+        let mut h = map(&[
+            ("connection", "Upgrade, HTTP2-Settings"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAMAAABkAAQCAAAAAAIAAAAA"),
+            ("x-kept", "1"),
         ]);
-        assert_eq!(upgrade_requested(&h).unwrap(), "websocket");
-        let h = map(&[("upgrade", "websocket")]);
-        assert!(upgrade_requested(&h).is_none());
-        let h = map(&[("connection", "upgrade")]);
-        assert!(upgrade_requested(&h).is_none());
+        strip(&mut h);
+        assert_eq!(h.len(), 1, "{h:?}");
+        let mut h = map(&[("http2-settings", "AAMAAABk")]);
+        strip(&mut h);
+        assert!(
+            h.is_empty(),
+            "HTTP2-Settings is removed even when Connection omits it"
+        );
     }
 }

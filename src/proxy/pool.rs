@@ -16,7 +16,7 @@ use super::upstream::Connector;
 use super::BoxError;
 use crate::config::UpstreamConfig;
 use bytes::Bytes;
-use http::{Request, Response, StatusCode, Uri};
+use http::{header, Request, Response, StatusCode, Uri};
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
@@ -161,9 +161,14 @@ impl Pool {
         sender: SendRequest<ClientBody>,
         resp: Response<Incoming>,
     ) -> Response<PooledBody> {
+        let (mut parts, inner) = resp.into_parts();
+        // Both framings (RFC 9112 §6.3): the body was read by its chunks, so the stale length
+        // goes before anyone downstream believes it, and a connection whose framing was
+        // doubtful is not used again.
+        let double_framed = parts.headers.contains_key(header::TRANSFER_ENCODING)
+            && parts.headers.remove(header::CONTENT_LENGTH).is_some();
         // A connection that switched protocols belongs to the tunnel now.
-        let reusable = resp.status() != StatusCode::SWITCHING_PROTOCOLS;
-        let (parts, inner) = resp.into_parts();
+        let reusable = parts.status != StatusCode::SWITCHING_PROTOCOLS && !double_framed;
         let mut body = PooledBody {
             inner,
             back: reusable.then(|| (sender, Arc::downgrade(self))),

@@ -13,6 +13,9 @@ pub struct Reject {
     /// The metrics label and log field: short, fixed, no user data.
     pub kind: &'static str,
     pub message: &'static str,
+    /// The HTTP/1.1 connection ends after this answer: what the client sends next on it can
+    /// no longer be read as a request (an unread body, a protocol switch that did not happen).
+    pub close: bool,
 }
 
 impl Reject {
@@ -21,6 +24,15 @@ impl Reject {
             status,
             kind,
             message,
+            close: false,
+        }
+    }
+
+    /// The same refusal, ending the HTTP/1.1 connection.
+    pub const fn closing(self) -> Reject {
+        Reject {
+            close: true,
+            ..self
         }
     }
 }
@@ -59,5 +71,13 @@ pub fn error_page(r: Reject) -> Response<Body> {
         "x-content-type-options",
         header::HeaderValue::from_static("nosniff"),
     );
+    if r.close {
+        // hyper ends an HTTP/1.1 connection after an answer that says so, and leaves the
+        // field out of HTTP/2, where it has no meaning.
+        h.insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
     resp
 }

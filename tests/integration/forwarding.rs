@@ -198,17 +198,25 @@ async fn host_is_preserved_from_host_header_and_h2_authority() {
 }
 
 #[tokio::test]
-async fn absolute_form_target_wins_over_host_header() {
+async fn absolute_form_target_must_name_the_host_it_came_with() {
     let up = Upstream::ok("ok").await;
     let side = Sidecar::start(&up.url(), "", "").await;
+    // Two hosts in one request: the sidecar and the upstream could each believe another.
     let out = raw_exchange(
         &side,
         b"GET http://oa.example.com/p?q=1 HTTP/1.1\r\nHost: other.example.com\r\nConnection: close\r\n\r\n",
     )
     .await;
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert_eq!(up.count(), 0);
+    let out = raw_exchange(
+        &side,
+        b"GET http://OA.example.com/p?q=1 HTTP/1.1\r\nHost: oa.example.com\r\nConnection: close\r\n\r\n",
+    )
+    .await;
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
     let seen = up.requests().pop().unwrap();
-    assert_eq!(seen.headers["host"], "oa.example.com");
+    assert_eq!(seen.headers["host"], "OA.example.com");
     assert_eq!(seen.uri, "/p?q=1");
 }
 

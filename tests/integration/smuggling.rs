@@ -183,7 +183,7 @@ async fn oversize_header_block_gets_431_and_too_many_headers_are_refused() {
 }
 
 #[tokio::test]
-async fn connect_and_asterisk_targets_are_refused() {
+async fn connect_is_refused_and_asterisk_targets_are_options_only() {
     let (up, side) = setup().await;
     let out = raw_exchange(
         &side,
@@ -191,9 +191,17 @@ async fn connect_and_asterisk_targets_are_refused() {
     )
     .await;
     assert_eq!(status_of(&out), "405", "{out}");
+    // Asterisk-form is OPTIONS's alone, and asks about the sidecar itself: answered here.
     let out = raw_exchange(
         &side,
         b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&out), "200", "{out}");
+    assert!(out.to_ascii_lowercase().contains("allow: get"), "{out}");
+    let out = raw_exchange(
+        &side,
+        b"DELETE * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert_eq!(status_of(&out), "400", "{out}");
