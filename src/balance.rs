@@ -197,7 +197,7 @@ mod tests {
     }
 
     fn slot(peer: SocketAddr) -> Slot {
-        crate::conn_limit::ConnLimit::new(0, vec![])
+        crate::conn_limit::ConnLimit::new(0, 0, vec![])
             .acquire(peer.ip())
             .unwrap()
     }

@@ -51,6 +51,7 @@ pub struct Metrics {
     pub injection_skips: Family<ReasonLabel, Counter>,
     pub shell: Family<OutcomeLabel, Counter>,
     pub connections_refused: Family<ReasonLabel, Counter>,
+    pub stream_timeouts: Family<ReasonLabel, Counter>,
     pub ccc_endpoint_emulator: Gauge,
 }
 
@@ -207,6 +208,12 @@ impl Metrics {
             "Connections closed at accept, by reason (per_client_limit)",
             connections_refused.clone(),
         );
+        let stream_timeouts = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "stream_timeouts",
+            "Requests ended because the client made no progress, by reason (send: it took nothing it was sent for server.send_timeout; client_body: it sent no body bytes for server.client_body_timeout)",
+            stream_timeouts.clone(),
+        );
         let ccc_endpoint_emulator = Gauge::default();
         registry.register(
             "ccc_endpoint_emulator",
@@ -239,6 +246,7 @@ impl Metrics {
             injection_skips,
             shell,
             connections_refused,
+            stream_timeouts,
             ccc_endpoint_emulator,
         }
     }
@@ -308,6 +316,12 @@ impl Metrics {
 
     pub fn connection_refused(&self, reason: &'static str) {
         self.connections_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    pub fn stream_timeout(&self, reason: &'static str) {
+        self.stream_timeouts
             .get_or_create(&ReasonLabel { reason })
             .inc();
     }

@@ -9,12 +9,13 @@
 use crate::balance;
 use crate::drain::{Drain, Watcher};
 use crate::proxy;
+use crate::send_timeout::{Guarded, StreamExecutor};
 use crate::state::{AppState, ConnInfo};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
@@ -30,7 +31,8 @@ use tokio_rustls::TlsAcceptor;
 /// every idle HTTP/1.1 connection would pay for.
 struct Builders {
     h1: http1::Builder,
-    h2: http2::Builder<TokioExecutor>,
+    h2: http2::Builder<StreamExecutor>,
+    send_timeout: Duration,
 }
 
 fn builders(state: &AppState) -> Builders {
@@ -41,7 +43,11 @@ fn builders(state: &AppState) -> Builders {
         .max_buf_size(s.max_header_bytes.max(8192))
         .max_headers(s.max_headers);
     // Not `pipeline_flush`: it bypasses the write-buffer cap and buffers whole responses for slow readers.
-    let mut h2 = http2::Builder::new(TokioExecutor::new());
+    // Each stream's task runs under the send timeout (a window kept shut ends the stream).
+    let mut h2 = http2::Builder::new(StreamExecutor {
+        timeout: s.send_timeout.get(),
+        metrics: state.metrics.clone(),
+    });
     h2.timer(TokioTimer::new())
         .max_concurrent_streams(s.h2_max_concurrent_streams)
         .max_header_list_size(s.max_header_bytes as u32)
@@ -49,7 +55,11 @@ fn builders(state: &AppState) -> Builders {
         .keep_alive_timeout(Duration::from_secs(20))
         .max_pending_accept_reset_streams(Some(100))
         .max_local_error_reset_streams(Some(1024));
-    Builders { h1, h2 }
+    Builders {
+        h1,
+        h2,
+        send_timeout: s.send_timeout.get(),
+    }
 }
 
 /// A request's handling, boxed: hyper keeps one slot per connection for the future in
@@ -75,7 +85,7 @@ impl Service<Request<Incoming>> for ProxyService {
     }
 }
 
-type Io = TokioIo<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>;
+type Io = TokioIo<Guarded<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>>;
 
 /// An HTTP/1.1 connection (upgrades allowed), drained with `Connection: close`.
 fn serve_h1(
@@ -91,7 +101,7 @@ fn serve_h1(
 /// An HTTP/2 connection, drained with GOAWAY. Boxed so that the far more common HTTP/1.1
 /// connection task is not sized for it.
 fn serve_h2(
-    builder: &http2::Builder<TokioExecutor>,
+    builder: &http2::Builder<StreamExecutor>,
     io: Io,
     svc: ProxyService,
     watcher: Watcher,
@@ -212,6 +222,7 @@ impl Accepting {
         let watcher = self.drain.watcher();
         let handshake_timeout = self.handshake_timeout;
         tokio::spawn(async move {
+            let in_flight = slot.in_flight();
             let metrics = state.metrics.clone();
             metrics.open_connections.inc();
             let _open = scopeguard(move || {
@@ -242,9 +253,14 @@ impl Accepting {
             tls.get_mut()
                 .1
                 .set_buffer_limit(Some(proxy::pool::READ_BUFFER + 1024));
-            let conn_info = Arc::new(ConnInfo::new(peer));
+            // Writes that make no progress for the send timeout end the connection.
+            let io = TokioIo::new(Guarded::new(
+                tls,
+                builders.send_timeout,
+                state.metrics.clone(),
+            ));
+            let conn_info = Arc::new(ConnInfo::new(peer, in_flight));
             let svc = ProxyService { state, conn_info };
-            let io = TokioIo::new(tls);
             let ended = if h2 {
                 serve_h2(&builders.h2, io, svc, watcher).await
             } else {

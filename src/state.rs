@@ -17,13 +17,16 @@ pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The forwarding headers its requests share.
     pub forwarding: crate::proxy::forwarded::PeerHeaders,
+    /// Its address's requests in flight, when that address is limited.
+    pub in_flight: Option<crate::conn_limit::InFlight>,
 }
 
 impl ConnInfo {
-    pub fn new(peer: SocketAddr) -> ConnInfo {
+    pub fn new(peer: SocketAddr, in_flight: Option<crate::conn_limit::InFlight>) -> ConnInfo {
         ConnInfo {
             peer,
             forwarding: crate::proxy::forwarded::PeerHeaders::new(peer.ip()),
+            in_flight,
         }
     }
 }
@@ -98,6 +101,7 @@ impl AppState {
         let diag = crate::diag::Diag::from_config(&config, inject.learned.clone()).map(Arc::new);
         let conn_limit = crate::conn_limit::ConnLimit::new(
             config.server.max_connections_per_client,
+            config.server.max_requests_in_flight_per_client,
             config.server.trusted_proxies.clone(),
         );
         Ok(Arc::new(AppState {

@@ -124,6 +124,22 @@ pub struct ServerConfig {
     pub max_uri_bytes: usize,
     #[serde(default = "defaults::h2_max_concurrent_streams")]
     pub h2_max_concurrent_streams: u32,
+    /// `Upgrade` protocols that may become a tunnel to the upstream (any case). Any other
+    /// upgrade request goes on as a plain request; `h2c` can never be listed.
+    #[serde(default = "defaults::allowed_upgrades")]
+    pub allowed_upgrades: Vec<String>,
+    /// How long writing to a client may make no progress (a full socket, or an HTTP/2 stream
+    /// whose window stays shut) before its response is ended and the upstream request cancelled.
+    #[serde(default = "defaults::send_timeout")]
+    pub send_timeout: Duration,
+    /// How long reading a request body may make no progress before it is answered 408 and the
+    /// upstream request cancelled.
+    #[serde(default = "defaults::client_body_timeout")]
+    pub client_body_timeout: Duration,
+    /// Most requests one client address (IPv6: one /64) may have in flight, over all its
+    /// connections; beyond it 503 with `Retry-After`. `trusted_proxies` are exempt; 0 = no limit.
+    #[serde(default = "defaults::max_requests_in_flight_per_client")]
+    pub max_requests_in_flight_per_client: usize,
     /// How long in-flight requests may run after SIGTERM before the process exits anyway.
     #[serde(default = "defaults::shutdown_timeout")]
     pub shutdown_timeout: Duration,
@@ -259,8 +275,14 @@ pub struct IdentityConfig {
     pub mode: IdentityMode,
     #[serde(default)]
     pub header: Option<String>,
+    /// Peers believed when they name a user in a header; in every mode, the identity headers
+    /// of anyone else are removed before the upstream sees the request.
     #[serde(default)]
     pub trusted_peers: Vec<Cidr>,
+    /// Header names removed from untrusted peers' requests besides the documented defaults
+    /// (`identity::spoofable::DEFAULT`), for an application that trusts a header of its own.
+    #[serde(default)]
+    pub strip_headers: Vec<String>,
     #[serde(default)]
     pub gateway_secret_header: Option<String>,
     #[serde(default)]
@@ -466,6 +488,23 @@ mod defaults {
     pub fn h2_max_concurrent_streams() -> u32 {
         250
     }
+    pub fn allowed_upgrades() -> Vec<String> {
+        vec!["websocket".into()]
+    }
+    /// nginx's `send_timeout`.
+    pub fn send_timeout() -> Duration {
+        Duration::secs(60)
+    }
+    /// nginx's `client_body_timeout`.
+    pub fn client_body_timeout() -> Duration {
+        Duration::secs(60)
+    }
+    /// A whole connection limit's worth: an agent's browser keeps a few requests open (long
+    /// polls among them), so several hundred agents behind one NAT address fit, while one
+    /// address can no longer hold the 250 streams of each of its connections.
+    pub fn max_requests_in_flight_per_client() -> usize {
+        1024
+    }
     pub fn shutdown_timeout() -> Duration {
         Duration::secs(25)
     }
@@ -612,6 +651,31 @@ impl Config {
         }
         if self.server.max_uri_bytes < 256 {
             return err("server.max_uri_bytes", "must be at least 256");
+        }
+        if self
+            .identity
+            .strip_headers
+            .iter()
+            .any(|h| http::HeaderName::try_from(h.as_str()).is_err())
+        {
+            return err(
+                "identity.strip_headers",
+                "each entry must be a header name such as \"X-Portal-User\"",
+            );
+        }
+        for u in &self.server.allowed_upgrades {
+            if u.is_empty() || !u.bytes().all(types::is_tchar) {
+                return err(
+                    "server.allowed_upgrades",
+                    "each entry must be a protocol name such as \"websocket\"",
+                );
+            }
+            if u.eq_ignore_ascii_case("h2c") {
+                return err(
+                    "server.allowed_upgrades",
+                    "h2c is never tunnelled (a client inside it would bypass every request check); HTTP/2 is offered by ALPN",
+                );
+            }
         }
         if self.server.max_headers == 0 {
             return err("server.max_headers", "must be at least 1");

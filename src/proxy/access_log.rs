@@ -6,6 +6,7 @@
 //! session tokens in legacy apps.
 
 use crate::metrics::Metrics;
+use crate::send_timeout::SendWatch;
 use bytes::Buf;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::net::IpAddr;
@@ -26,6 +27,9 @@ pub struct AccessLog {
     pub request_id: RequestId,
     pub outcome: &'static str,
     pub metrics: Arc<Metrics>,
+    /// The request's place among its address's requests in flight, given back when the
+    /// request is over (its answer's body ended or dropped), as the log line is written.
+    pub in_flight: Option<crate::conn_limit::Request>,
 }
 
 /// A request's id: made here (16 random bytes in hex, kept inline: no allocation per
@@ -236,14 +240,17 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: B,
         log: Option<AccessLog>,
+        // HTTP/2 only: tells the stream's task when a frame waits for the client to take it.
+        watch: Option<Arc<SendWatch>>,
     }
 }
 
 impl<B> Logged<B> {
-    pub fn new(inner: B, log: AccessLog) -> Logged<B> {
+    pub fn new(inner: B, log: AccessLog, watch: Option<Arc<SendWatch>>) -> Logged<B> {
         Logged {
             inner,
             log: Some(log),
+            watch,
         }
     }
 }
@@ -262,7 +269,13 @@ where
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = self.project();
         let mut inner = this.inner;
+        if let Some(w) = this.watch.as_ref() {
+            w.taken();
+        }
         let res = inner.as_mut().poll_frame(cx);
+        if let (Some(w), Poll::Ready(Some(Ok(_)))) = (this.watch.as_ref(), &res) {
+            w.waiting();
+        }
         if let Some(log) = this.log.as_mut() {
             match &res {
                 Poll::Ready(Some(Ok(frame))) => {
@@ -308,6 +321,7 @@ mod tests {
             request_id: RequestId::Given(http::HeaderValue::from_static("rid-1")),
             outcome: "complete",
             metrics: Arc::new(Metrics::new()),
+            in_flight: None,
         }
     }
 

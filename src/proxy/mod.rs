@@ -13,6 +13,7 @@ pub mod pool;
 pub mod responses;
 pub mod rewrite;
 mod tunnel;
+pub mod upgrade;
 pub mod upstream;
 
 use crate::inject::shell::Role;
@@ -54,7 +55,14 @@ pub async fn handle(
         request_id: RequestId::None,
         outcome: "client_gone",
         metrics: state.metrics.clone(),
+        in_flight: None,
     };
+    if let Some(limit) = &conn.in_flight {
+        match limit.enter() {
+            Some(counted) => log.in_flight = Some(counted),
+            None => return too_many_in_flight(&state, log),
+        }
+    }
     let mut resp = match forward(&state, &conn, req, &mut log).await {
         Ok(resp) => resp,
         Err(reject) => {
@@ -71,7 +79,31 @@ pub async fn handle(
     if http_body::Body::is_end_stream(resp.body()) {
         log.outcome = "complete";
     }
-    resp.map(|b| Logged::new(b, log))
+    // Over HTTP/2, the answer waits for the client from here on (see `send_timeout`).
+    let watch = crate::send_timeout::current();
+    if let Some(w) = &watch {
+        w.waiting();
+    }
+    resp.map(|b| Logged::new(b, log, watch))
+}
+
+/// The answer to a request over its address's limit of requests in flight: refused before
+/// anything is read or forwarded, with a hint to come back shortly.
+#[cold]
+fn too_many_in_flight(state: &AppState, mut log: AccessLog) -> Response<Served> {
+    let reject = Reject::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "client_requests_in_flight",
+        "Too many requests from this address are in progress. Please retry shortly.",
+    );
+    state.metrics.rejected(reject.kind);
+    let mut resp = error_page(reject);
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    finish_headers(state, resp.headers_mut());
+    log.status = resp.status().as_u16();
+    log.outcome = "complete";
+    resp.map(|b| Logged::new(b, log, None))
 }
 
 /// Headers every answer on the TLS listener carries, proxied or not.
@@ -91,6 +123,9 @@ async fn forward(
 ) -> Result<Response<Body>, Reject> {
     let host_value = validate(state, &req)?;
     let host = host_value.to_str().unwrap_or_default();
+    if req.uri().path_and_query().map(|p| p.as_str()) == Some("*") {
+        return Ok(server_options());
+    }
     if req.uri().path() == state.config.login.path {
         if let Some(refusal) = crate::login::body_refusal(req.headers()) {
             state.metrics.login_outcome("payload_too_large");
@@ -145,7 +180,7 @@ async fn forward(
         Box::pin(state.login.identity.forget(h, host)).await;
     }
     let upgrade = if req.version() == Version::HTTP_11 {
-        hop::upgrade_requested(req.headers())
+        upgrade::Upgrade::requested(req.headers(), &state.config.server.allowed_upgrades)
     } else {
         None
     };
@@ -162,12 +197,22 @@ async fn forward(
     );
     // The user behind a framed page is asked only once its answer turns out to be a page.
     let identity_headers = prepared.wants_user().then(|| req.headers().clone());
-    let request_id = upstream_request(state, conn, &mut req, &host_value, upgrade.as_ref())?;
+    let request_id = upstream_request(
+        state,
+        conn,
+        &mut req,
+        &host_value,
+        upgrade.as_ref().map(|u| &u.protocol),
+    )?;
     log.request_id = request_id;
 
     let (req, client_failed) = {
         let (parts, body) = req.into_parts();
-        let (body, failed) = client_body::ClientBody::new(body);
+        let (body, failed) = client_body::ClientBody::new(
+            body,
+            state.config.server.client_body_timeout.get(),
+            state.metrics.clone(),
+        );
         (Request::from_parts(parts, body), failed)
     };
     let sent = Instant::now();
@@ -183,29 +228,37 @@ async fn forward(
                 "The application behind this server did not answer in time.",
             ));
         }
-        Ok(Err(_)) if client_failed.load(std::sync::atomic::Ordering::Relaxed) => {
-            return Err(Reject::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request_body",
-                "The request body could not be read.",
-            ));
-        }
-        Ok(Err(e)) => {
-            let kind = match e {
-                pool::PoolError::Connect(_) => "connect",
-                pool::PoolError::Request(_) => "reset",
-            };
-            tracing::warn!(kind, error = %e, "upstream request failed");
-            state.metrics.upstream_error(kind);
-            return Err(Reject::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                "The application behind this server is not reachable.",
-            ));
-        }
+        Ok(Err(e)) => match client_failed.load(std::sync::atomic::Ordering::Relaxed) {
+            client_body::TIMED_OUT => {
+                return Err(Reject::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "client_body_timeout",
+                    "The request body did not arrive in time.",
+                )
+                .closing());
+            }
+            client_body::FAILED => {
+                return Err(Reject::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request_body",
+                    "The request body could not be read.",
+                ));
+            }
+            _ => return Err(upstream_failed(state, e)),
+        },
         Ok(Ok(resp)) => resp,
     };
     state.metrics.upstream_duration.observe(upstream_secs);
+    // hyper has undone `chunked`; any other transfer coding would reach the client as body
+    // bytes with nothing left to say how to decode them.
+    if !hop::only_chunked(resp.headers()) {
+        state.metrics.upstream_error("protocol");
+        return Err(Reject::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_bad_framing",
+            "The application behind this server sent an answer that could not be read.",
+        ));
+    }
     if let Some(h) = &logout {
         Box::pin(state.login.identity.forget(h, host)).await;
     }
@@ -215,8 +268,7 @@ async fn forward(
             state.metrics.upstream_error("protocol");
             return Err(bad_upgrade());
         };
-        let granted = resp.headers().get(header::UPGRADE).cloned();
-        if !granted.is_some_and(|g| g.as_bytes().eq_ignore_ascii_case(requested.as_bytes())) {
+        if !requested.granted_by(resp.headers()) {
             state.metrics.upstream_error("protocol");
             return Err(bad_upgrade());
         }
@@ -225,7 +277,7 @@ async fn forward(
         hop::strip(resp.headers_mut());
         let h = resp.headers_mut();
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        h.insert(header::UPGRADE, requested);
+        h.insert(header::UPGRADE, requested.protocol);
         return Ok(resp.map(|_| responses::empty()));
     }
 
@@ -298,17 +350,40 @@ async fn frame_user(
     }
 }
 
+/// The upstream request failed for a reason of the upstream's (or the network's).
+fn upstream_failed(state: &AppState, e: pool::PoolError) -> Reject {
+    let kind = match e {
+        pool::PoolError::Connect(_) => "connect",
+        pool::PoolError::Request(_) => "reset",
+    };
+    tracing::warn!(kind, error = %e, "upstream request failed");
+    state.metrics.upstream_error(kind);
+    Reject::new(
+        StatusCode::BAD_GATEWAY,
+        "upstream_error",
+        "The application behind this server is not reachable.",
+    )
+}
+
 fn bad_upgrade() -> Reject {
     Reject::new(
         StatusCode::BAD_GATEWAY,
         "upstream_bad_upgrade",
         "The application behind this server answered with an invalid protocol switch.",
     )
+    .closing()
 }
 
 /// Refuses what must not reach the upstream; returns the host the request is for, as the
 /// `Host` value it goes upstream with (its `to_str` succeeds).
 fn validate(state: &AppState, req: &Request<Incoming>) -> Result<HeaderValue, Reject> {
+    if head_size(req) > state.config.server.max_header_bytes {
+        return Err(Reject::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "header_too_large",
+            "The request headers are too large.",
+        ));
+    }
     if req.method() == Method::CONNECT {
         return Err(Reject::new(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -318,20 +393,14 @@ fn validate(state: &AppState, req: &Request<Incoming>) -> Result<HeaderValue, Re
     }
     // hyper has already refused a Transfer-Encoding whose last coding is not `chunked`; any
     // other coding before it would be silently dropped when the body is de-chunked.
-    for v in req.headers().get_all(header::TRANSFER_ENCODING) {
-        let only_chunked = v.to_str().is_ok_and(|s| {
-            s.split(',')
-                .map(str::trim)
-                .all(|c| c.is_empty() || c.eq_ignore_ascii_case("chunked"))
-        });
-        if !only_chunked {
-            return Err(Reject::new(
-                StatusCode::NOT_IMPLEMENTED,
-                "unsupported_transfer_coding",
-                "This transfer coding is not supported.",
-            ));
-        }
+    if !hop::only_chunked(req.headers()) {
+        return Err(Reject::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "unsupported_transfer_coding",
+            "This transfer coding is not supported.",
+        ));
     }
+    check_target(req)?;
     let host = request_host(req).ok_or(Reject::new(
         StatusCode::BAD_REQUEST,
         "missing_host",
@@ -356,14 +425,89 @@ fn validate(state: &AppState, req: &Request<Incoming>) -> Result<HeaderValue, Re
             "The request target is too long.",
         ));
     }
-    if req.uri().path_and_query().map(|p| p.as_str()) == Some("*") {
-        return Err(Reject::new(
-            StatusCode::BAD_REQUEST,
-            "asterisk_form",
-            "This server does not accept asterisk-form requests.",
-        ));
-    }
     Ok(host)
+}
+
+/// The request target's form must be the one its method may use (RFC 9112 §3.2): origin-form
+/// (`/path`), absolute-form whose authority is the `Host` it came with (RFC 9112 §3.2.2, an
+/// `http` or `https` URI), asterisk-form for OPTIONS only; authority-form is CONNECT's, which
+/// is refused before this. Over HTTP/2 a `Host` beside `:authority` must name the same host
+/// (RFC 9113 §8.3.1). Anything else could make the sidecar and the upstream disagree on which
+/// host or resource a request is for.
+fn check_target(req: &Request<Incoming>) -> Result<(), Reject> {
+    let uri = req.uri();
+    let bad = |kind: &'static str| {
+        Reject::new(
+            StatusCode::BAD_REQUEST,
+            kind,
+            "The request target is not valid.",
+        )
+    };
+    if uri.path_and_query().map(|p| p.as_str()) == Some("*") {
+        return if req.method() == Method::OPTIONS {
+            Ok(())
+        } else {
+            Err(bad("asterisk_form"))
+        };
+    }
+    let Some(authority) = uri.authority() else {
+        return Ok(());
+    };
+    if req.version() == Version::HTTP_2 {
+        return match req.headers().get(header::HOST) {
+            Some(h)
+                if !h
+                    .as_bytes()
+                    .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
+            {
+                Err(bad("host_mismatch"))
+            }
+            _ => Ok(()),
+        };
+    }
+    let Some(scheme) = uri.scheme_str() else {
+        return Err(bad("authority_form"));
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(bad("bad_target"));
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(h), None)
+            if h.as_bytes()
+                .eq_ignore_ascii_case(authority.as_str().as_bytes()) =>
+        {
+            Ok(())
+        }
+        // HTTP/1.0 clients need not send `Host`; the target's authority is the only host then.
+        (None, None) if req.version() == Version::HTTP_10 => Ok(()),
+        _ => Err(bad("host_mismatch")),
+    }
+}
+
+/// `OPTIONS *` asks about the server itself: answered here, never forwarded.
+fn server_options() -> Response<Body> {
+    let mut resp = Response::new(responses::empty());
+    resp.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
+    resp
+}
+
+/// The size of the request head as sent: the request line and each field line with its
+/// separators. hyper's own limit acts only on a head that arrives in pieces (its read buffer
+/// cannot be smaller than 8 KiB, and a head that comes in one read is parsed whole), so the
+/// configured limit is applied here to what was parsed, however it arrived.
+fn head_size(req: &Request<Incoming>) -> usize {
+    let line = req.method().as_str().len()
+        + req.uri().path_and_query().map_or(1, |p| p.as_str().len())
+        + " HTTP/1.1\r\n ".len();
+    req.headers()
+        .iter()
+        .fold(line + 2, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }
 
 /// The host the client asked for: the request target's authority (HTTP/2, absolute-form
