@@ -18,7 +18,12 @@ and reports medians and spread (min-max). It prints the TLS version and cipher o
 peer, and finally runs the slow-reader memory check: 200 clients reading a 5 MB response
 slowly through the sidecar, peak RSS against idle + 200 x 256 KiB.
 
+With --baseline BIN, a fourth peer "before" runs another sidecar build (an earlier commit's
+release binary) with the same configuration, alternating with the others, and the report adds
+the sidecar / before ratios: a change on the request path measured before and after in one run.
+
 Usage: benches/proxy_bench.py [--runs 5] [--duration 5] [--workers 2] [--pin] [--quick]
+                              [--baseline BIN]
 Needs nginx, wrk and oha (scripts/bench-deps.sh installs them).
 """
 
@@ -339,6 +344,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="2 runs of 2 s: a smoke test of the harness")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--memory-only", action="store_true", help="only the slow-reader memory check")
+    ap.add_argument("--baseline", metavar="BIN", help="another sidecar binary, run as the peer 'before'")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.duration = 2, 2
@@ -378,7 +384,17 @@ def main():
         side = subprocess.Popen(taskset(proxy_cpus, args.pin) + [BIN, "run", "--config", side_conf],
                                 stdout=subprocess.DEVNULL, stderr=side_log)
         procs.append(side)
-        for p in [up_port, ceil_port, ngx_port, side_port]:
+        ports = [up_port, ceil_port, ngx_port, side_port]
+        before = None
+        if args.baseline:
+            before_port = free_port()
+            before_conf = os.path.join(tmp, "before.toml")
+            sidecar_proxy_conf(before_conf, before_port, crt, key, workers, up_port)
+            before = subprocess.Popen(taskset(proxy_cpus, args.pin) + [args.baseline, "run", "--config", before_conf],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(before)
+            ports.append(before_port)
+        for p in ports:
             wait_port(p)
 
         peers = [
@@ -386,6 +402,10 @@ def main():
             Peer("nginx", ngx_port, ngx, lambda: children(ngx.pid) + [ngx.pid]),
             Peer("sidecar", side_port, side, lambda: [side.pid]),
         ]
+        if before is not None:
+            peers.append(Peer("before", before_port, before, lambda: [before.pid]))
+        if args.baseline:
+            print(f"baseline (peer 'before'): {args.baseline}")
         load = taskset(other_cpus, args.pin)
         print(f"# tccc-sidecar proxy benchmark  ({time.strftime('%Y-%m-%d %H:%M:%S')})")
         print(f"command: benches/proxy_bench.py {' '.join(sys.argv[1:])}")
@@ -406,7 +426,7 @@ def main():
             user_us = {p.name: [] for p in peers}
             sys_us = {p.name: [] for p in peers}
             for r in range(args.runs):
-                order = peers[r % 3:] + peers[:r % 3]
+                order = peers[r % len(peers):] + peers[:r % len(peers)]
                 for p in order:
                     u0, s0 = cpu_split(p.pids())
                     v, total, e = run_wrk(p.port, path, args.duration, args.connections)
@@ -423,7 +443,7 @@ def main():
             qps = 0.7 * oha_ref
             p99 = {p.name: [] for p in peers}
             for r in range(args.runs):
-                order = peers[r % 3:] + peers[:r % 3]
+                order = peers[r % len(peers):] + peers[:r % len(peers)]
                 for p in order:
                     v, ok = run_oha(p.port, path, args.duration, args.connections, qps)
                     p99[p.name].append(v)
@@ -440,6 +460,10 @@ def main():
             sp, np_ = statistics.median(p99["sidecar"]), statistics.median(p99["nginx"])
             sc, nc = statistics.median(cpu["sidecar"]), statistics.median(cpu["nginx"])
             print(f"\nsidecar / nginx: throughput {s / n:.2f}x, p99 {sp / np_:.2f}x, CPU per request {sc / nc:.2f}x")
+            if before is not None:
+                b, bp, bc = (statistics.median(rps["before"]), statistics.median(p99["before"]),
+                             statistics.median(cpu["before"]))
+                print(f"sidecar / before: throughput {s / b:.2f}x, p99 {sp / bp:.2f}x, CPU per request {sc / bc:.2f}x")
             print("CPU per request, user + system, medians: " + "; ".join(
                 f"{p.name} {statistics.median(user_us[p.name]):.1f} + {statistics.median(sys_us[p.name]):.1f} us"
                 for p in peers if user_us[p.name]) + "\n")
