@@ -38,6 +38,8 @@ pub mod server;
 pub mod stall;
 pub mod state;
 pub mod tc3;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod tls;
 pub mod urlenc;
 pub mod watch;

@@ -276,6 +276,7 @@ fn push_quoted_if_needed(out: &mut String, v: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::headers as hdrs;
 
     fn cidrs(list: &[&str]) -> Vec<Cidr> {
         list.iter().map(|s| s.parse().unwrap()).collect()
@@ -283,17 +284,6 @@ mod tests {
 
     fn hv(s: &str) -> HeaderValue {
         HeaderValue::from_str(s).unwrap()
-    }
-
-    fn hdrs(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
     }
 
     #[test]

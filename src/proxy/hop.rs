@@ -113,18 +113,8 @@ pub fn remove_present(headers: &mut HeaderMap, names: &[HeaderName], present: u3
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_support::headers as map;
     use http::HeaderValue;
-
-    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for (k, v) in pairs {
-            h.append(
-                HeaderName::from_bytes(k.as_bytes()).unwrap(),
-                HeaderValue::from_str(v).unwrap(),
-            );
-        }
-        h
-    }
 
     #[test]
     fn the_index_of_each_fixed_name_is_its_position() {

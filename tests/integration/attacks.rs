@@ -710,6 +710,15 @@ async fn a_trickled_body_is_408_at_the_client_body_timeout_and_its_upstream_canc
 
 // ---------------------------------------------------------------- requests in flight
 
+/// Waits (bounded) until the upstream has seen `n` requests.
+async fn wait_for_requests(up: &Upstream, n: usize) {
+    let deadline = Instant::now() + WAIT;
+    while up.count() < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(up.count(), n, "requests the upstream saw");
+}
+
 #[tokio::test]
 async fn one_address_cannot_hold_more_than_its_requests_in_flight() {
     let (release, held) = tokio::sync::watch::channel(false);
@@ -729,11 +738,7 @@ async fn one_address_cannot_hold_more_than_its_requests_in_flight() {
         let mut c = side.client(Proto::H2, ip(OTHER)).await;
         holders.push(tokio::spawn(async move { c.get("/hold").await.0.status }));
     }
-    let deadline = Instant::now() + WAIT;
-    while up.count() < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert_eq!(up.count(), 2);
+    wait_for_requests(&up, 2).await;
     // The third from the same address is refused, on any connection.
     let mut c = side.client(Proto::H1, ip(OTHER)).await;
     let (parts, _) = c.get("/quick").await;
@@ -753,10 +758,7 @@ async fn one_address_cannot_hold_more_than_its_requests_in_flight() {
         let mut c = side.client(Proto::H2, None).await;
         ps.push(tokio::spawn(async move { c.get("/hold").await.0.status }));
     }
-    let deadline = Instant::now() + WAIT;
-    while up.count() < 6 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_requests(&up, 6).await;
     assert_eq!(p.get("/quick").await.0.status, 200);
     release.send(true).unwrap();
     for h in holders.into_iter().chain(ps) {
