@@ -63,11 +63,18 @@ pub async fn handle(
             None => return too_many_in_flight(&state, log),
         }
     }
+    let http1 = req.version() < Version::HTTP_2;
     let mut resp = match forward(&state, &conn, req, &mut log).await {
         Ok(resp) => resp,
         Err(reject) => {
             state.metrics.rejected(reject.kind);
-            error_page(reject)
+            let mut page = error_page(reject);
+            if reject.close && http1 {
+                // hyper ends the connection after an answer that says so.
+                page.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            page
         }
     };
     finish_headers(&state, resp.headers_mut());

@@ -15,6 +15,8 @@ pub struct Reject {
     pub message: &'static str,
     /// The HTTP/1.1 connection ends after this answer: what the client sends next on it can
     /// no longer be read as a request (an unread body, a protocol switch that did not happen).
+    /// HTTP/2 has no such field (a stream ends alone): the caller, who knows the version,
+    /// says so.
     pub close: bool,
 }
 
@@ -71,13 +73,5 @@ pub fn error_page(r: Reject) -> Response<Body> {
         "x-content-type-options",
         header::HeaderValue::from_static("nosniff"),
     );
-    if r.close {
-        // hyper ends an HTTP/1.1 connection after an answer that says so, and leaves the
-        // field out of HTTP/2, where it has no meaning.
-        h.insert(
-            header::CONNECTION,
-            header::HeaderValue::from_static("close"),
-        );
-    }
     resp
 }
