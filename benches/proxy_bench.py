@@ -404,8 +404,6 @@ def main():
         ]
         if before is not None:
             peers.append(Peer("before", before_port, before, lambda: [before.pid]))
-        if args.baseline:
-            print(f"baseline (peer 'before'): {args.baseline}")
         load = taskset(other_cpus, args.pin)
         print(f"# tccc-sidecar proxy benchmark  ({time.strftime('%Y-%m-%d %H:%M:%S')})")
         print(f"command: benches/proxy_bench.py {' '.join(sys.argv[1:])}")
@@ -415,6 +413,8 @@ def main():
         for p in peers:
             v, c = tls_info(p.port)
             print(f"TLS {p.name:8} {v} {c}")
+        if args.baseline:
+            print(f"baseline (peer 'before'): {args.baseline}")
         print()
 
         results = {}
