@@ -19,24 +19,6 @@ const SCRIPT: &str = include_str!("diag.js");
 /// How long one probe may take in the browser.
 const PROBE_TIMEOUT_MS: u64 = 8000;
 
-/// Tencent's documented Web SDK hosts that are single hosts (reference/tccc-api.md); the
-/// wildcard ones are listed on the page but cannot be probed.
-pub const DEFAULT_PROBES: [&str; 13] = [
-    "https://api.tccc.qcloud.com",
-    "https://api-bak.tccc.qcloud.com",
-    "https://otlp.tccc.qcloud.com",
-    "wss://sip.tccc.qcloud.com",
-    "wss://sip2.tccc.qcloud.com",
-    "https://29294-22989-29805-29810.cdn-go.cn",
-    "wss://wss.im.qcloud.com",
-    "https://events.im.qcloud.com",
-    "https://yun.tim.qq.com",
-    "https://file.im.qcloud.com",
-    "https://down.im.qcloud.com",
-    "https://cos.ap-shanghai.myqcloud.com",
-    "https://cos.ap-guangzhou.myqcloud.com",
-];
-
 /// `https://host[:port]` or `wss://host[:port]`, lower-cased; `None` for anything else
 /// (a path, a wildcard, another scheme, user info).
 pub fn probe_origin(s: &str) -> Option<String> {
@@ -76,18 +58,13 @@ impl Diag {
         }
         let probes = match &config.inject.diag_hosts {
             Some(list) => list.iter().filter_map(|h| probe_origin(h)).collect(),
-            None => DEFAULT_PROBES.iter().map(|s| s.to_string()).collect(),
+            // Every exact host Tencent publishes, from the list the CSP sources come from.
+            None => crate::inject::sdk_hosts::probes(),
         };
         // Host patterns the SDK uses that cannot be probed; only with the default list, since a
         // configured list says what this site's agents need.
         let patterns = if config.inject.diag_hosts.is_none() {
-            let mut p: Vec<String> = crate::inject::csp::DEFAULT_CONNECT_ORIGINS
-                .iter()
-                .filter(|o| o.contains('*'))
-                .map(|o| o.split("://").nth(1).unwrap_or(o).to_string())
-                .collect();
-            p.dedup();
-            p
+            crate::inject::sdk_hosts::patterns()
         } else {
             Vec::new()
         };

@@ -22,40 +22,6 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, RwLock};
 
-/// Tencent's documented Web SDK origins (reference/tccc-api.md), by directive. Script origins
-/// are exact; connect and media may use host wildcards (they cannot run code).
-pub const DEFAULT_SCRIPT_ORIGINS: [&str; 1] = [
-    // The host of the documented example SdkURL.
-    "https://29294-22989-29805-29810.cdn-go.cn",
-];
-pub const DEFAULT_CONNECT_ORIGINS: [&str; 24] = [
-    "https://*.tccc.qcloud.com",
-    "wss://*.tccc.qcloud.com",
-    "https://*.rtc.qcloud.com",
-    "wss://*.rtc.qcloud.com",
-    "https://*.rtc.qq.com",
-    "wss://*.rtc.qq.com",
-    "https://*.cloud-rtc.com",
-    "wss://*.cloud-rtc.com",
-    "https://*.cloud-rtc.net",
-    "https://*.rtc-web.com",
-    "wss://*.rtc-web.com",
-    "https://*.rtc-web.io",
-    "wss://*.rtc-web.io",
-    "wss://wss.im.qcloud.com",
-    "https://*.my-imcloud.com",
-    "wss://*.my-imcloud.com",
-    "https://events.im.qcloud.com",
-    "https://yun.tim.qq.com",
-    "https://file.im.qcloud.com",
-    "https://down.im.qcloud.com",
-    "https://cos.ap-shanghai.myqcloud.com",
-    "https://cos.ap-guangzhou.myqcloud.com",
-    "https://*.connect.tencentcloud.com",
-    "wss://*.connect.tencentcloud.com",
-];
-pub const DEFAULT_MEDIA_ORIGINS: [&str; 1] = ["https://*.tccc.qcloud.com"];
-
 /// Origins SdkURLs have pointed at since start (each passed the SdkURL host check): the SDK
 /// is served from there, so script and connect directives need them.
 #[derive(Default)]
@@ -105,16 +71,17 @@ impl Sources {
         configured: Option<&std::collections::BTreeMap<String, Vec<String>>>,
         learned: &LearnedOrigins,
     ) -> Sources {
-        let pick = |key: &str, default: &[&str]| -> Vec<String> {
+        // Configured per directive, else Tencent's published hosts (`sdk_hosts`).
+        let pick = |key: &str, default: fn() -> Vec<String>| -> Vec<String> {
             configured
                 .and_then(|m| m.get(key))
                 .cloned()
-                .unwrap_or_else(|| default.iter().map(|s| s.to_string()).collect())
+                .unwrap_or_else(default)
         };
         let learned = learned.all();
-        let mut script = pick("script-src", &DEFAULT_SCRIPT_ORIGINS);
-        let mut connect = pick("connect-src", &DEFAULT_CONNECT_ORIGINS);
-        let mut media = pick("media-src", &DEFAULT_MEDIA_ORIGINS);
+        let mut script = pick("script-src", super::sdk_hosts::script_sources);
+        let mut connect = pick("connect-src", super::sdk_hosts::connect_sources);
+        let mut media = pick("media-src", super::sdk_hosts::media_sources);
         for o in &learned {
             push_unique(&mut script, o.clone());
             push_unique(&mut connect, o.clone());

@@ -17,6 +17,7 @@ pub mod fingerprint;
 pub mod gate;
 pub mod loader;
 pub mod rewrite;
+pub mod sdk_hosts;
 pub mod shell;
 
 use crate::config::Config;

@@ -816,7 +816,7 @@ async fn a_strict_nonce_policy_keeps_its_nonce_and_the_loader_carries_it() {
     );
     assert!(!csp.contains("unsafe"), "{csp}");
     assert!(
-        csp.contains("connect-src 'self' https://*.tccc.qcloud.com"),
+        csp.contains("connect-src 'self' https://tccc.qcloud.com https://api.tccc.qcloud.com"),
         "{csp}"
     );
     // The page's nonce was reused: the answer may still be cached as before.
@@ -824,6 +824,65 @@ async fn a_strict_nonce_policy_keeps_its_nonce_and_the_loader_carries_it() {
         parts.headers["cache-control"],
         "public, max-age=60, s-maxage=600"
     );
+}
+
+/// Whether a CSP source list (one directive's tokens) allows `scheme://host`, as a browser
+/// matches host sources (a `*.` wildcard covers subdomains only).
+fn csp_allows(sources: &[&str], scheme: &str, host: &str) -> bool {
+    sources.iter().any(|s| {
+        s.split_once("://").is_some_and(|(sch, pat)| {
+            sch == scheme && tccc_sidecar::inject::sdk_hosts::covers(pat, host)
+        })
+    })
+}
+
+#[tokio::test]
+async fn every_host_tencent_publishes_is_allowed_by_the_rewritten_policy() {
+    use tccc_sidecar::inject::sdk_hosts::{Use, HOSTS};
+    let up = csp_upstream(
+        "default-src 'self'",
+        None,
+        "<html><head></head><body></body></html>",
+    )
+    .await;
+    let side = Sidecar::start(&up.url(), "", "").await;
+    let mut c = side.h2().await;
+    let (parts, _) = read(c.send(nav("/", None)).await.unwrap()).await;
+    let csp = parts.headers["content-security-policy"].to_str().unwrap();
+    let directive = |name: &str| -> Vec<&str> {
+        csp.split(';')
+            .map(str::trim)
+            .find_map(|d| d.strip_prefix(name).map(|r| r.split_whitespace().collect()))
+            .unwrap_or_else(|| panic!("no {name} in {csp}"))
+    };
+    let (script, connect, media) = (
+        directive("script-src "),
+        directive("connect-src "),
+        directive("media-src "),
+    );
+    for h in HOSTS {
+        let host = h.name.replace("*.", "x1.");
+        match h.uses {
+            Use::Script => assert!(csp_allows(&script, "https", &host), "{host}: {csp}"),
+            Use::Https => assert!(csp_allows(&connect, "https", &host), "{host}"),
+            Use::Wss => assert!(csp_allows(&connect, "wss", &host), "{host}"),
+            Use::Both => {
+                assert!(csp_allows(&connect, "https", &host), "{host}");
+                assert!(csp_allows(&connect, "wss", &host), "{host}");
+            }
+            Use::Media => {
+                assert!(csp_allows(&connect, "https", &host), "{host}");
+                assert!(csp_allows(&media, "https", &host), "{host}");
+            }
+        }
+    }
+    // Nothing beyond the published hosts: no wildcard over shared tenant storage.
+    for bucket in [
+        "evil-1250000000.cos.ap-shanghai.myqcloud.com",
+        "x.myqcloud.com",
+    ] {
+        assert!(!csp_allows(&connect, "https", bucket), "{bucket}: {csp}");
+    }
 }
 
 #[tokio::test]
