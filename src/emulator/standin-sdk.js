@@ -6,6 +6,14 @@
 (function () {
   "use strict";
   var CONFIG = __CONFIG__;
+  /* Test switches, set by a page before the SDK loads: payload "data" (the shape the current
+   * guides read: response.data.sessionId) or "flat" (older pages); call "ok", or a call the
+   * SDK refuses, "error-resolve" (resolves {status: 'error'}) or "error-reject" (rejects with
+   * the plain object {status: 'error', errorMsg}). */
+  var VARIANT = window.__tcccStandInVariant || {};
+  var DATA_PAYLOADS = VARIANT.payload !== "flat";
+  function payload(d) { return DATA_PAYLOADS ? { data: d } : d; }
+  function refusal(msg) { return { status: "error", errorMsg: msg }; }
   if (window.__tcccStandInInitialised) {
     throw new Error("TCCC SDK is already initialised in this page (initialise the SDK only once)");
   }
@@ -90,13 +98,13 @@
       call.row.firstChild.nodeValue = "Ended " + call.phoneNumber + " (session " + call.sessionId + ")";
       if (call.row.lastChild && call.row.lastChild.tagName === "BUTTON") call.row.removeChild(call.row.lastChild);
     }
-    emit(EVENTS.sessionEnded, { sessionId: call.sessionId });
+    emit(EVENTS.sessionEnded, payload({ sessionId: call.sessionId }));
   }
 
   function request(msg) {
     return new Promise(function (resolve, reject) {
       if (!socket || socket.readyState !== 1 || status === "offline") {
-        reject(new Error("TCCC SDK is not ready"));
+        reject(refusal("TCCC SDK is not ready"));
         return;
       }
       var id = nextId++;
@@ -114,15 +122,27 @@
       for (var i = l.length - 1; i >= 0; i--) if (!fn || l[i] === fn) l.splice(i, 1);
     },
     Call: {
+      // Documented result: {status: 'success', data: {sessionId, calleePhoneNumber,
+      // callerPhoneNumber, serverType}}; a failure rejects with {status: 'error', errorMsg}.
       startOutboundCall: function (opts) {
         var phone = opts && opts.phoneNumber;
-        if (!phone) return Promise.reject(new Error("phoneNumber is required"));
+        if (!phone) return Promise.reject(refusal("phoneNumber is required"));
+        if (VARIANT.call === "error-resolve") {
+          return Promise.resolve(refusal("stand-in refused the call (resolved)"));
+        }
+        if (VARIANT.call === "error-reject") {
+          return Promise.reject(refusal("stand-in refused the call (rejected)"));
+        }
         return request({ type: "call", phoneNumber: String(phone) }).then(function (r) {
           var call = { sessionId: r.sessionId, phoneNumber: String(phone), state: "calling" };
           calls.push(call);
           showCall(call);
-          emit(EVENTS.callOuted, { sessionId: call.sessionId, calleePhoneNumber: call.phoneNumber });
-          return { sessionId: call.sessionId };
+          emit(EVENTS.callOuted, payload({ sessionId: call.sessionId, calleePhoneNumber: call.phoneNumber }));
+          return {
+            status: "success",
+            data: { sessionId: call.sessionId, calleePhoneNumber: call.phoneNumber,
+              callerPhoneNumber: "", serverType: "staffSeat" }
+          };
         });
       },
       hungUp: function (opts) {
@@ -166,7 +186,7 @@
     // documented answer is a fresh token and a new initialisation, which is then allowed.
     setTimeout(function () {
       window.__tcccStandInInitialised = false;
-      emit(EVENTS.tokenExpired, { reason: CONFIG.state });
+      emit(EVENTS.tokenExpired, { message: "token " + CONFIG.state });
     }, 300);
     return;
   }
@@ -178,7 +198,7 @@
     if (msg.id && pending[msg.id]) {
       var p = pending[msg.id];
       delete pending[msg.id];
-      if (msg.error) p.reject(new Error(msg.error)); else p.resolve(msg);
+      if (msg.error) p.reject(refusal(msg.error)); else p.resolve(msg);
     }
   };
   socket.onopen = function () {

@@ -35,7 +35,7 @@
         e.preventDefault();
         var raw = a.getAttribute("href");
         call(raw).then(null, function (err) {
-          emit("tccc:call-error", { error: (err && err.code) || "call_failed", number: raw.slice(4) });
+          emit("tccc:call-error", { error: (err && err.code) || "call_failed", number: raw.slice(4), message: (err && err.message) || "" });
         });
       } catch (x) { /* never throw into the page */ }
     }, false);

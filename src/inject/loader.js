@@ -207,9 +207,14 @@
   /* Calls: tccc:call-start and tccc:call-end from the workbench's own events, whoever
    * started the call (this API, the page's own integration, or the agent in the workbench). */
   var active = {};
+  /* Event payloads come flat ({sessionId}) or wrapped ({data: {sessionId}}) depending on the
+   * SDK's version; both are read the same way. */
+  function payload(d) {
+    return d && typeof d.data === "object" && d.data !== null ? d.data : (d || {});
+  }
   function watchCalls(tccc) {
     function on(name, fn) {
-      try { if (tccc.events[name]) { tccc.on(tccc.events[name], function (d) { fn(d || {}); }); } } catch (e) { /* ignore */ }
+      try { if (tccc.events[name]) { tccc.on(tccc.events[name], function (d) { fn(payload(d)); }); } } catch (e) { /* ignore */ }
     }
     on("callOuted", function (d) {
       active[d.sessionId || "?"] = true;
@@ -274,10 +279,26 @@
       var started;
       try {
         started = t.Call.startOutboundCall({ phoneNumber: n.number });
-      } catch (e) { reject(callError("call_failed", e && e.message)); return; }
+      } catch (e) { reject(callError("call_failed", sdkMessage(e))); return; }
+      // The SDK resolves {status: 'success', data: {sessionId, ...}} and fails with a plain
+      // {status: 'error', errorMsg}, rejected or (some versions) resolved.
       Promise.resolve(started).then(function (r) {
-        resolve({ phoneNumber: n.number, sessionId: r && r.sessionId });
-      }, function (e) { reject(callError("call_failed", e && e.message)); });
+        if (r && r.status && r.status !== "success") { reject(callError("call_failed", sdkMessage(r))); return; }
+        var d = payload(r);
+        resolve({ phoneNumber: n.number, sessionId: d.sessionId || null });
+      }, function (e) { reject(callError("call_failed", sdkMessage(e))); });
+    });
+  }
+  function sdkMessage(e) {
+    if (!e) { return ""; }
+    if (typeof e === "string") { return e; }
+    return String(e.errorMsg || e.message || "");
+  }
+  /* The page's API: a failure is also announced as tccc:call-error, with the SDK's message. */
+  function apiCall(raw) {
+    return call(raw).then(null, function (err) {
+      emit("tccc:call-error", { error: err.code || "call_failed", number: String(raw), message: err.message || "" });
+      throw err;
     });
   }
 
@@ -304,7 +325,7 @@
       if (!supported()) { setState("unsupported"); return; }
       if (!isHost()) { return; }
       window.tcccSidecar = {
-        call: call,
+        call: apiCall,
         number: function (raw) { return number(raw).number || null; },
         activeCalls: activeCalls
       };

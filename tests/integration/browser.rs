@@ -91,6 +91,16 @@ fn page(path: &str) -> (String, Vec<(&'static str, String)>, Vec<u8>) {
             ("text/html; charset=gbk".into(), vec![], bytes.into_owned())
         }
         "/nohead" => (html, vec![], b"<html><body><p>no head at all</p></body></html>".to_vec()),
+        // The stand-in SDK's switches (src/emulator/standin-sdk.js), set before it loads.
+        "/variant-flat" | "/variant-refuse-resolve" | "/variant-refuse-reject" => {
+            let variant = match path {
+                "/variant-flat" => "{payload: 'flat'}",
+                "/variant-refuse-resolve" => "{call: 'error-resolve'}",
+                _ => "{call: 'error-reject'}",
+            };
+            let page = format!("<!doctype html><html><head><script>window.__tcccStandInVariant = {variant};</script></head><body><p>variant</p></body></html>");
+            (html, vec![], page.into_bytes())
+        }
         // For framing checks: a page that refuses every frame, and one that allows them; each
         // loads an image only a rendered document asks for.
         "/deny" => (
@@ -411,6 +421,67 @@ async fn the_workbench_appears_in_a_real_browser_in_every_kind_of_page() {
                 assert_eq!(eval(&page, "document.title").await, json!("客服工作台"));
             }
             _ => {}
+        }
+        page.close().await.unwrap();
+    }
+
+    // The loader against each shape the Web SDK is documented to answer in: event payloads
+    // wrapped in `data` (the stand-in's default, as the current guides read them) or flat, and
+    // a call the SDK refuses by resolving or by rejecting {status: 'error', errorMsg}.
+    for (path, refusal) in [
+        ("/plain", None),
+        ("/variant-flat", None),
+        (
+            "/variant-refuse-resolve",
+            Some("stand-in refused the call (resolved)"),
+        ),
+        (
+            "/variant-refuse-reject",
+            Some("stand-in refused the call (rejected)"),
+        ),
+    ] {
+        let w = world("").await;
+        let page = open(&browser, &w, path, "alice").await;
+        assert_ready_with_button(&page, path).await;
+        eval(&page, "window.__calls = []; ['tccc:call-start', 'tccc:call-error'].forEach(function (n) { window.addEventListener(n, function (e) { window.__calls.push([n, e.detail.sessionId || null, e.detail.message || null]); }); }); window.__result = null; tcccSidecar.call('+8613800000000').then(function (r) { window.__result = ['ok', r.sessionId]; }, function (e) { window.__result = ['error', e.code, e.message]; }); 1").await;
+        let done = wait_for(&page, "window.__result !== null", &json!(true)).await;
+        assert_eq!(done, json!(true), "{path}: the call settled");
+        let result = eval(&page, "window.__result").await;
+        match refusal {
+            None => {
+                let sid = result[1].as_str().unwrap_or_default().to_string();
+                assert_eq!(result[0], "ok", "{path}: {result}");
+                assert_eq!(
+                    sid.len(),
+                    36,
+                    "{path}: the session id reaches the page: {result}"
+                );
+                let seen = wait_for(&page, "window.__calls.length", &json!(1)).await;
+                assert_eq!(seen, json!(1), "{path}");
+                assert_eq!(
+                    eval(&page, "window.__calls[0]").await,
+                    json!(["tccc:call-start", sid, null]),
+                    "{path}: tccc:call-start carries the session id"
+                );
+                assert_eq!(
+                    eval(&page, "tcccSidecar.activeCalls()").await,
+                    json!(1),
+                    "{path}: the call counts as active (the leave guard)"
+                );
+                assert_eq!(w.seat("alice@seat.example")["calls_started"], 1, "{path}");
+            }
+            Some(message) => {
+                assert_eq!(result, json!(["error", "call_failed", message]), "{path}");
+                let seen = wait_for(&page, "window.__calls.length", &json!(1)).await;
+                assert_eq!(seen, json!(1), "{path}");
+                assert_eq!(
+                    eval(&page, "window.__calls[0]").await,
+                    json!(["tccc:call-error", null, message]),
+                    "{path}: the page hears the SDK's own message"
+                );
+                assert_eq!(eval(&page, "tcccSidecar.activeCalls()").await, json!(0));
+                assert_eq!(w.seat("alice@seat.example")["calls_started"], 0, "{path}");
+            }
         }
         page.close().await.unwrap();
     }
