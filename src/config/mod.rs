@@ -353,6 +353,9 @@ pub struct InjectConfig {
     pub exclude: Vec<String>,
     #[serde(default)]
     pub click_to_call: bool,
+    /// How long the loader waits for the SDK's `ready` before it shows `error` and retries.
+    #[serde(default = "defaults::sdk_ready_timeout")]
+    pub sdk_ready_timeout: Duration,
     #[serde(default)]
     pub sdk_origins: Option<BTreeMap<String, Vec<String>>>,
     /// Where the loader tag goes: "head" (end of `<head>`, the default) or "body" (end of `<body>`).
@@ -405,6 +408,7 @@ impl Default for InjectConfig {
             loader_path: defaults::loader_path(),
             exclude: defaults::exclude(),
             click_to_call: false,
+            sdk_ready_timeout: defaults::sdk_ready_timeout(),
             sdk_origins: None,
             position: None,
             include: Vec::new(),
@@ -487,6 +491,11 @@ mod defaults {
     }
     pub fn h2_max_concurrent_streams() -> u32 {
         250
+    }
+    /// The SDK takes seconds to become ready on a good network; half a minute covers a slow
+    /// one without leaving an agent on "loading" for long.
+    pub fn sdk_ready_timeout() -> Duration {
+        Duration::secs(30)
     }
     pub fn allowed_upgrades() -> Vec<String> {
         vec!["websocket".into()]
@@ -676,6 +685,12 @@ impl Config {
                     "h2c is never tunnelled (a client inside it would bypass every request check); HTTP/2 is offered by ALPN",
                 );
             }
+        }
+        if self.inject.sdk_ready_timeout.get() < std::time::Duration::from_secs(1) {
+            return err(
+                "inject.sdk_ready_timeout",
+                "must be at least 1s: the SDK takes seconds to become ready",
+            );
         }
         if self.server.max_headers == 0 {
             return err("server.max_headers", "must be at least 1");

@@ -9,15 +9,17 @@
   /* Test switches, set by a page before the SDK loads: payload "data" (the shape the current
    * guides read: response.data.sessionId) or "flat" (older pages); call "ok", or a call the
    * SDK refuses, "error-resolve" (resolves {status: 'error'}) or "error-reject" (rejects with
-   * the plain object {status: 'error', errorMsg}). */
+   * the plain object {status: 'error', errorMsg}); ready "never" (connects, never ready). */
   var VARIANT = window.__tcccStandInVariant || {};
   var DATA_PAYLOADS = VARIANT.payload !== "flat";
   function payload(d) { return DATA_PAYLOADS ? { data: d } : d; }
   function refusal(msg) { return { status: "error", errorMsg: msg }; }
-  if (window.__tcccStandInInitialised) {
+  // Initialise once: a page that loads the SDK again must first do what the documentation
+  // and real integrations do (remove the listeners, the script and the SDK's root element,
+  // and clear window.tccc); one that does not fails here, loudly.
+  if (window.tccc || document.getElementById("tcccSdkDomRoot")) {
     throw new Error("TCCC SDK is already initialised in this page (initialise the SDK only once)");
   }
-  window.__tcccStandInInitialised = true;
 
   var EVENTS = {
     ready: "ready", tokenExpired: "tokenExpired", callIn: "callIn", userAccessed: "userAccessed",
@@ -38,7 +40,17 @@
     }
   }
 
-  var ui = { button: null, panel: null, rows: null, state: null };
+  var ui = { root: null, button: null, panel: null, rows: null, state: null };
+  // The SDK's own root element, as the real SDK puts its UI under <t3c-sdk id="tcccSdkDomRoot">.
+  function sdkRoot() {
+    if (!ui.root && document.body) {
+      ui.root = document.createElement("t3c-sdk");
+      ui.root.id = "tcccSdkDomRoot";
+      document.body.appendChild(ui.root);
+    }
+    return ui.root;
+  }
+  if (!sdkRoot()) { document.addEventListener("DOMContentLoaded", sdkRoot); }
   function el(tag, css, text) {
     var n = document.createElement(tag);
     if (css) n.style.cssText = css;
@@ -46,7 +58,7 @@
     return n;
   }
   function buildUi() {
-    if (ui.button || !document.body) return;
+    if (ui.button || !sdkRoot()) return;
     ui.button = el("button", "position:fixed;right:20px;bottom:20px;z-index:2147483000;width:56px;height:56px;" +
       "border-radius:50%;border:0;background:#006eff;color:#fff;font:600 13px sans-serif;cursor:pointer;" +
       "box-shadow:0 2px 8px rgba(0,0,0,.3)", "TCCC");
@@ -67,8 +79,8 @@
     ui.rows.id = "tccc-standin-calls";
     ui.panel.appendChild(ui.rows);
     ui.button.onclick = function () { ui.panel.style.display = ui.panel.style.display === "none" ? "block" : "none"; };
-    document.body.appendChild(ui.panel);
-    document.body.appendChild(ui.button);
+    sdkRoot().appendChild(ui.panel);
+    ui.root.appendChild(ui.button);
   }
   function setStatus(s) {
     status = s;
@@ -185,7 +197,6 @@
     // The real SDK reports a stale or used token asynchronously, after the script ran; the
     // documented answer is a fresh token and a new initialisation, which is then allowed.
     setTimeout(function () {
-      window.__tcccStandInInitialised = false;
       emit(EVENTS.tokenExpired, { message: "token " + CONFIG.state });
     }, 300);
     return;
@@ -202,6 +213,8 @@
     }
   };
   socket.onopen = function () {
+    // A switch for tests: an SDK that connects and never becomes ready.
+    if (VARIANT.ready === "never") return;
     // The real SDK takes seconds to become ready; so does this one, at least one.
     setTimeout(function () {
       if (document.body) buildUi(); else document.addEventListener("DOMContentLoaded", buildUi);

@@ -89,6 +89,28 @@
   var attempt = 0;
   var sdkScript = null;
   var expiredOnce = false;
+  var bound = [];
+  var readyTimer = null;
+
+  function listen(tccc, name, fn) {
+    tccc.on(name, fn);
+    bound.push([tccc, name, fn]);
+  }
+
+  /* Undoes an initialisation as the SDK's documentation and real integrations do before
+   * loading it again: the listeners, the script, the SDK's root element, window.tccc. */
+  function teardown() {
+    if (readyTimer) { clearTimeout(readyTimer); readyTimer = null; }
+    for (var i = 0; i < bound.length; i++) {
+      try { bound[i][0].off(bound[i][1], bound[i][2]); } catch (e) { /* an SDK without off */ }
+    }
+    bound = [];
+    if (sdkScript && sdkScript.parentNode) { sdkScript.parentNode.removeChild(sdkScript); }
+    sdkScript = null;
+    var sdkRoot = document.getElementById("tcccSdkDomRoot");
+    if (sdkRoot && sdkRoot.parentNode) { sdkRoot.parentNode.removeChild(sdkRoot); }
+    try { window.tccc = undefined; } catch (e2) { /* read-only in some page */ }
+  }
 
   function requestToken(done) {
     var xhr = new XMLHttpRequest();
@@ -144,7 +166,7 @@
   }
 
   function loadSdk(url) {
-    if (sdkScript && sdkScript.parentNode) { sdkScript.parentNode.removeChild(sdkScript); }
+    teardown();
     var s = document.createElement("script");
     s.crossOrigin = "anonymous";
     s.setAttribute("crossorigin", "anonymous");
@@ -155,13 +177,24 @@
     s.onload = function () {
       waitForTccc(100, function (tccc) {
         try {
-          tccc.on(tccc.events.ready, function () {
+          // Ready within a bound, or an error the agent can see and a later retry; never
+          // "loading" for ever.
+          readyTimer = setTimeout(function () {
+            readyTimer = null;
+            teardown();
+            setState("error");
+            emit("tccc:error", { error: "sdk_not_ready", status: 0 });
+            retryLater(0, "sdk_not_ready", 0);
+          }, CONFIG.readyMs);
+          listen(tccc, tccc.events.ready, function () {
+            if (readyTimer) { clearTimeout(readyTimer); readyTimer = null; }
             setState("ready");
             emit("tccc:ready", {});
           });
           watchCalls(tccc);
-          tccc.on(tccc.events.tokenExpired, function () {
+          listen(tccc, tccc.events.tokenExpired, function () {
             // Once per page: a fresh URL and a new initialisation; a second expiry is an error.
+            teardown();
             if (expiredOnce) { fail("token_expired", 0); return; }
             expiredOnce = true;
             start();
@@ -214,7 +247,7 @@
   }
   function watchCalls(tccc) {
     function on(name, fn) {
-      try { if (tccc.events[name]) { tccc.on(tccc.events[name], function (d) { fn(payload(d)); }); } } catch (e) { /* ignore */ }
+      try { if (tccc.events[name]) { listen(tccc, tccc.events[name], function (d) { fn(payload(d)); }); } } catch (e) { /* ignore */ }
     }
     on("callOuted", function (d) {
       active[d.sessionId || "?"] = true;

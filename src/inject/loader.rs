@@ -58,6 +58,7 @@ impl Loader {
             "login": config.login.path,
             "frame": i.frame_name,
             "retries": RETRIES,
+            "readyMs": u64::try_from(i.sdk_ready_timeout.get().as_millis()).unwrap_or(u64::MAX),
             "clickToCall": i.click_to_call,
             "allow": i.click_to_call_allow,
             "deny": i.click_to_call_deny,

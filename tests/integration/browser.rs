@@ -92,10 +92,12 @@ fn page(path: &str) -> (String, Vec<(&'static str, String)>, Vec<u8>) {
         }
         "/nohead" => (html, vec![], b"<html><body><p>no head at all</p></body></html>".to_vec()),
         // The stand-in SDK's switches (src/emulator/standin-sdk.js), set before it loads.
-        "/variant-flat" | "/variant-refuse-resolve" | "/variant-refuse-reject" => {
+        "/variant-flat" | "/variant-refuse-resolve" | "/variant-refuse-reject"
+        | "/variant-never-ready" => {
             let variant = match path {
                 "/variant-flat" => "{payload: 'flat'}",
                 "/variant-refuse-resolve" => "{call: 'error-resolve'}",
+                "/variant-never-ready" => "{ready: 'never'}",
                 _ => "{call: 'error-reject'}",
             };
             let page = format!("<!doctype html><html><head><script>window.__tcccStandInVariant = {variant};</script></head><body><p>variant</p></body></html>");
@@ -584,6 +586,48 @@ async fn the_workbench_appears_in_a_real_browser_in_every_kind_of_page() {
         let s = w.seat("alice@seat.example");
         assert_eq!(s["tokens_issued"], 2, "one fresh token after the stale one");
         assert_eq!(s["websocket_connects"], 1);
+        // Re-initialised as documented: the stand-in refuses a second initialisation in a
+        // page that kept the old window.tccc or SDK root, so reaching ready proves the clean-up.
+        assert_eq!(
+            eval(&page, "[document.querySelectorAll('#tcccSdkDomRoot').length, document.querySelectorAll('script[src*=\"tccc-sdk.js\"]').length, window.__ready]").await,
+            json!([1, 1, 1]),
+            "one SDK root, one SDK script, ready once"
+        );
+        eval(&page, "window.__starts = 0; window.addEventListener('tccc:call-start', function () { window.__starts++; }); tcccSidecar.call('+8613800000000'); 1").await;
+        let started = wait_for(&page, "window.__starts", &json!(1)).await;
+        assert_eq!(started, json!(1));
+        assert_eq!(
+            eval(&page, "tcccSidecar.activeCalls()").await,
+            json!(1),
+            "the call's events were heard once: the old SDK's listeners are gone"
+        );
+        page.close().await.unwrap();
+    }
+
+    // An SDK that never becomes ready: the agent sees an error within the bound, not
+    // "loading" for ever, and the loader tries again with a fresh token.
+    {
+        let w = world("sdk_ready_timeout = \"1500ms\"").await;
+        let page = open(&browser, &w, "/variant-never-ready", "alice").await;
+        let state = wait_for(&page, STATE, &json!("error")).await;
+        assert_eq!(state, json!("error"), "an error state within the bound");
+        let errors = eval(&page, "window.__errors.join(' ')").await;
+        assert!(
+            errors
+                .as_str()
+                .unwrap_or_default()
+                .contains("sdk_not_ready"),
+            "{errors}"
+        );
+        let deadline = Instant::now() + BROWSER_WAIT;
+        while w.seat("alice@seat.example")["tokens_issued"] != 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            w.seat("alice@seat.example")["tokens_issued"],
+            2,
+            "a retry with a fresh token"
+        );
         page.close().await.unwrap();
     }
 
