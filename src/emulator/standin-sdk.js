@@ -24,7 +24,8 @@
   var EVENTS = {
     ready: "ready", tokenExpired: "tokenExpired", callIn: "callIn", userAccessed: "userAccessed",
     sessionEnded: "sessionEnded", callOuted: "callOuted", calloutAccepted: "calloutAccepted",
-    transfer: "transfer", statusChanged: "statusChanged"
+    transfer: "transfer", statusChanged: "statusChanged", autoTransfer: "autoTransfer",
+    sessionCompleted: "sessionCompleted"
   };
   var listeners = {};
   var status = "offline";
@@ -103,6 +104,20 @@
     ui.rows.appendChild(row);
     ui.panel.style.display = "block";
   }
+  function findCall(opts) {
+    for (var i = 0; i < calls.length; i++) {
+      if (calls[i].sessionId === (opts && opts.sessionId)) return calls[i];
+    }
+    return null;
+  }
+  /* Call control the stand-in has nothing to do for: answered in the documented result
+   * shape when the session is known (the real results of these are not in our reference). */
+  function control(opts) {
+    return findCall(opts)
+      ? Promise.resolve({ status: "success", data: { sessionId: opts.sessionId } })
+      : Promise.reject(refusal("no such session"));
+  }
+  var micMuted = false;
   function endCall(call) {
     call.state = "ended";
     if (call.row) {
@@ -111,6 +126,7 @@
       if (call.row.lastChild && call.row.lastChild.tagName === "BUTTON") call.row.removeChild(call.row.lastChild);
     }
     emit(EVENTS.sessionEnded, payload({ sessionId: call.sessionId }));
+    emit(EVENTS.sessionCompleted, payload({ sessionId: call.sessionId }));
   }
 
   function request(msg) {
@@ -165,6 +181,17 @@
         }
         return Promise.resolve();
       },
+      accept: control,
+      deleteCall: control,
+      transfer: control,
+      hold: control,
+      unHold: control,
+      sendDigits: control,
+      muteMic: function () { micMuted = true; return Promise.resolve({ status: "success" }); },
+      unmuteMic: function () { micMuted = false; return Promise.resolve({ status: "success" }); },
+      isMicMuted: function () { return micMuted; },
+      startInternalCall: function () { return Promise.reject(refusal("the stand-in has no internal calls")); },
+      // A stand-in helper for tests (not part of the documented surface).
       getCalls: function () {
         var out = [];
         for (var i = 0; i < calls.length; i++) {
@@ -174,8 +201,9 @@
       }
     },
     Agent: {
-      online: function () { setStatus("free"); return Promise.resolve(); },
-      offline: function () { setStatus("offline"); return Promise.resolve(); },
+      // Documented to return nothing.
+      online: function () { setStatus("free"); },
+      offline: function () { setStatus("offline"); },
       setStatus: function (s) { setStatus(s && s.status || s); return Promise.resolve(); },
       getStatus: function () { return status; }
     },
@@ -188,8 +216,15 @@
       hideWorkbench: function () { if (ui.panel) ui.panel.style.display = "none"; }
     },
     Devices: {
-      isBrowserSupported: function () { return !!(window.WebSocket && window.Promise && window.RTCPeerConnection); }
-    }
+      isBrowserSupported: function () { return !!(window.WebSocket && window.Promise && window.RTCPeerConnection); },
+      isEnvSupported: function () { return !!(window.isSecureContext && window.RTCPeerConnection); },
+      getMicrophones: function () { return Promise.resolve([]); },
+      getSpeakers: function () { return Promise.resolve([]); }
+    },
+    // Documented groups whose methods our reference does not list: present, empty.
+    Chat: {},
+    Video: {},
+    overrideButtonConfig: function () { return undefined; }
   };
   window.tccc = tccc;
 

@@ -57,6 +57,10 @@
     send({ type: type, user: user, url: location.href, title: document.title, direct: direct });
   }
 
+  function bound(self, fn) {
+    return function () { return fn.apply(self, arguments); };
+  }
+
   function installTccc() {
     if (window.tccc) { return; }
     var real = null;
@@ -70,8 +74,13 @@
         for (var i = l.length - 1; i >= 0; i--) { if (!fn || l[i] === fn) { l.splice(i, 1); } }
       }
     };
-    var parts = ["Call", "Agent", "UI", "Devices"];
-    for (var i = 0; i < parts.length; i++) { facade[parts[i]] = real[parts[i]]; }
+    // Everything else the workbench's SDK offers (Call, Agent, UI, Devices, Chat, Video,
+    // overrideButtonConfig, and whatever a later SDK adds) is the shell's own, as is.
+    for (var k in real) {
+      if (Object.prototype.hasOwnProperty.call(real, k) && !Object.prototype.hasOwnProperty.call(facade, k)) {
+        facade[k] = typeof real[k] === "function" ? bound(real, real[k]) : real[k];
+      }
+    }
     window.tccc = facade;
   }
 

@@ -281,6 +281,41 @@ pub(crate) async fn wait_for(page: &Page, js: &str, want: &Value) -> Value {
 pub(crate) const STATE: &str = "document.documentElement.getAttribute('data-tccc-state')";
 pub(crate) const BUTTON: &str = "(function(){var b=document.getElementById('tccc-standin-button');if(!b)return null;var r=b.getBoundingClientRect();var s=getComputedStyle(b);return {right:innerWidth-r.right,bottom:innerHeight-r.bottom,visible:s.display!=='none'&&s.visibility!=='hidden'&&r.width>0}})()";
 
+/// The stand-in SDK offers exactly the documented surface (`src/emulator/web-sdk-surface.json`)
+/// plus its declared extras: the names of its groups, methods and events, both ways, so that
+/// the two cannot drift apart silently.
+async fn assert_standin_has_the_documented_surface(page: &Page) {
+    let doc: Value =
+        serde_json::from_str(include_str!("../../src/emulator/web-sdk-surface.json")).unwrap();
+    let names = |v: &Value| -> Vec<String> {
+        let mut n: Vec<String> = v
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        n.sort();
+        n
+    };
+    let actual = eval(page, "(function () { var out = {top: [], groups: {}, events: Object.keys(tccc.events)}; for (var k in tccc) { if (k !== 'events' && tccc[k] && typeof tccc[k] === 'object') { out.groups[k] = Object.keys(tccc[k]); } else { out.top.push(k); } } return out; })()").await;
+    assert_eq!(names(&actual["top"]), names(&doc["top"]), "top-level names");
+    assert_eq!(names(&actual["events"]), names(&doc["events"]), "events");
+    let groups = doc["groups"].as_object().unwrap();
+    let mut actual_groups: Vec<&String> = actual["groups"].as_object().unwrap().keys().collect();
+    actual_groups.sort();
+    let mut documented: Vec<&String> = groups.keys().collect();
+    documented.sort();
+    assert_eq!(actual_groups, documented, "groups");
+    for (group, methods) in groups {
+        let mut want = names(methods);
+        want.extend(names(&doc["standin_extras"][group]));
+        want.sort();
+        assert_eq!(names(&actual["groups"][group]), want, "tccc.{group}");
+    }
+}
+
 pub(crate) async fn assert_ready_with_button(page: &Page, what: &str) {
     let state = wait_for(page, STATE, &json!("ready")).await;
     let violations = eval(page, "window.__csp").await;
@@ -378,6 +413,7 @@ async fn the_workbench_appears_in_a_real_browser_in_every_kind_of_page() {
                 )
                 .await;
                 assert_eq!(msg, json!(true), "a second initialisation throws");
+                assert_standin_has_the_documented_surface(&page).await;
                 assert_eq!(
                     eval(&page, STATE).await,
                     json!("ready"),

@@ -168,6 +168,32 @@ async fn calls_survive_navigation_and_a_user_switch_tears_down(browser: &Browser
         json!("function"),
         "window.tccc in the framed page"
     );
+    // The whole documented surface reaches the framed page, not four groups: the CRM's own
+    // integration may use Chat, Video or overrideButtonConfig.
+    assert_eq!(
+        eval(&page, &framed("[w.tccc.Chat === tccc.Chat, w.tccc.Video === tccc.Video, typeof w.tccc.overrideButtonConfig, typeof w.tccc.Devices.getMicrophones]")).await,
+        json!([true, true, "function", "function"]),
+        "Chat, Video, overrideButtonConfig and every Devices method in the framed page"
+    );
+    eval(&page, &framed("(w.tccc.UI.showWorkbench(), 1)")).await;
+    assert_eq!(
+        eval(
+            &page,
+            "document.getElementById('tccc-standin-panel').style.display"
+        )
+        .await,
+        json!("block"),
+        "tccc.UI called from the framed page opens the shell's workbench"
+    );
+    eval(&page, &framed("(w.tccc.UI.hideWorkbench(), 1)")).await;
+    assert_eq!(
+        eval(
+            &page,
+            "document.getElementById('tccc-standin-panel').style.display"
+        )
+        .await,
+        json!("none")
+    );
     call_from_frame(&page, 0, "+862155550101").await;
     let rows = wait_for(
         &page,
