@@ -342,6 +342,32 @@ pub enum InjectMode {
     Off,
 }
 
+/// How a number is handed to the SDK once it has passed the E.164 allow and deny checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum DialFormat {
+    /// `+8613800000000`.
+    #[default]
+    #[serde(rename = "e164")]
+    E164,
+    /// National digits for numbers of `inject.click_to_call_country` (`02155550101`,
+    /// `13800000000`), others with the international prefix `00`.
+    #[serde(rename = "national")]
+    National,
+    /// `008613800000000`.
+    #[serde(rename = "00")]
+    International00,
+}
+
+impl DialFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DialFormat::E164 => "e164",
+            DialFormat::National => "national",
+            DialFormat::International00 => "00",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InjectConfig {
@@ -353,6 +379,11 @@ pub struct InjectConfig {
     pub exclude: Vec<String>,
     #[serde(default)]
     pub click_to_call: bool,
+    /// How numbers are handed to the SDK (after the E.164 checks): the SDK's examples use
+    /// national digits and its events `0086…`; E.164 until a trial with a real account says
+    /// otherwise.
+    #[serde(default)]
+    pub dial_format: DialFormat,
     /// How long the loader waits for the SDK's `ready` before it shows `error` and retries.
     #[serde(default = "defaults::sdk_ready_timeout")]
     pub sdk_ready_timeout: Duration,
@@ -409,6 +440,7 @@ impl Default for InjectConfig {
             exclude: defaults::exclude(),
             click_to_call: false,
             sdk_ready_timeout: defaults::sdk_ready_timeout(),
+            dial_format: DialFormat::E164,
             sdk_origins: None,
             position: None,
             include: Vec::new(),
@@ -760,6 +792,14 @@ impl Config {
                     "must be a country calling code of 1 to 3 digits, such as \"86\"",
                 );
             }
+        }
+        if self.inject.dial_format == DialFormat::National
+            && self.inject.click_to_call_country.is_none()
+        {
+            return err(
+                "inject.dial_format",
+                "\"national\" needs inject.click_to_call_country (the country whose numbers are dialled nationally)",
+            );
         }
         for (i, p) in self.inject.logout_paths.iter().flatten().enumerate() {
             if !p.starts_with('/') {

@@ -252,3 +252,60 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn the_new_server_and_inject_settings_parse_with_their_defaults_or_name_their_key() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.server.allowed_upgrades, vec!["websocket".to_string()]);
+    assert_eq!(
+        c.server.send_timeout.get(),
+        std::time::Duration::from_secs(60)
+    );
+    assert_eq!(
+        c.server.client_body_timeout.get(),
+        std::time::Duration::from_secs(60)
+    );
+    assert_eq!(c.server.max_requests_in_flight_per_client, 1024);
+    assert_eq!(c.inject.dial_format, DialFormat::E164);
+    assert_eq!(
+        c.inject.sdk_ready_timeout.get(),
+        std::time::Duration::from_secs(30)
+    );
+    let with = |extra: &str| format!("{MINIMAL}[inject]\n{extra}\n");
+    for (value, want) in [
+        ("e164", DialFormat::E164),
+        ("00", DialFormat::International00),
+    ] {
+        let c = parse(&with(&format!("dial_format = \"{value}\""))).unwrap();
+        assert_eq!(c.inject.dial_format, want);
+    }
+    let c = parse(&with(
+        "dial_format = \"national\"\nclick_to_call_country = \"86\"",
+    ))
+    .unwrap();
+    assert_eq!(c.inject.dial_format, DialFormat::National);
+    let e = error(&with("dial_format = \"E.164\""));
+    assert!(
+        e.contains("test.toml:") && e.contains("inject.dial_format"),
+        "{e}"
+    );
+    let e = error(&with("dial_format = \"national\""));
+    assert!(
+        e.contains("inject.dial_format") && e.contains("click_to_call_country"),
+        "{e}"
+    );
+    let e = error(&with("sdk_ready_timeout = \"500ms\""));
+    assert!(e.contains("inject.sdk_ready_timeout"), "{e}");
+    let e = error(&MINIMAL.replace(
+        "tls_key = \"k.pem\"",
+        "tls_key = \"k.pem\"\nallowed_upgrades = [\"websocket\", \"H2C\"]",
+    ));
+    assert!(
+        e.contains("test.toml:") && e.contains("server.allowed_upgrades"),
+        "{e}"
+    );
+    let e = error(&format!(
+        "{MINIMAL}[identity]\nstrip_headers = [\"bad name\"]\n"
+    ));
+    assert!(e.contains("identity.strip_headers"), "{e}");
+}

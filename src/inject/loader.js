@@ -303,6 +303,20 @@
     return { number: s };
   }
 
+  /* The number as handed to the SDK (inject.dial_format), from the E.164 form every check was
+   * made on: E.164 as it is, 00 instead of +, or national digits for numbers of the configured
+   * country (its trunk prefix 0, or 1 in North America; a mainland Chinese mobile number has
+   * none, as the SDK's examples dial it) and 00 for the rest. */
+  function dialled(e164) {
+    if (CONFIG.dial === "00") { return "00" + e164.slice(1); }
+    if (CONFIG.dial !== "national") { return e164; }
+    var cc = "+" + (CONFIG.country || "");
+    if (!CONFIG.country || e164.indexOf(cc) !== 0) { return "00" + e164.slice(1); }
+    var nsn = e164.slice(cc.length);
+    if (CONFIG.country === "86" && /^1[0-9]{10}$/.test(nsn)) { return nsn; }
+    return (CONFIG.country === "1" ? "1" : "0") + nsn;
+  }
+
   function call(raw) {
     return new Promise(function (resolve, reject) {
       var n = number(raw);
@@ -311,7 +325,7 @@
       if (root.getAttribute("data-tccc-state") !== "ready" || !t || !t.Call) { reject(callError("not_ready")); return; }
       var started;
       try {
-        started = t.Call.startOutboundCall({ phoneNumber: n.number });
+        started = t.Call.startOutboundCall({ phoneNumber: dialled(n.number) });
       } catch (e) { reject(callError("call_failed", sdkMessage(e))); return; }
       // The SDK resolves {status: 'success', data: {sessionId, ...}} and fails with a plain
       // {status: 'error', errorMsg}, rejected or (some versions) resolved.
@@ -360,6 +374,7 @@
       window.tcccSidecar = {
         call: apiCall,
         number: function (raw) { return number(raw).number || null; },
+        dialled: function (raw) { var n = number(raw).number; return n ? dialled(n) : null; },
         activeCalls: activeCalls
       };
       if (CONFIG.clickToCall) { clickToCall(call); }

@@ -63,6 +63,7 @@ impl Loader {
             "allow": i.click_to_call_allow,
             "deny": i.click_to_call_deny,
             "country": i.click_to_call_country,
+            "dial": i.dial_format.as_str(),
         });
         let shell = serde_json::json!({ "frame": super::shell::FRAME_NAME });
         let bridge = serde_json::json!({

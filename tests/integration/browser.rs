@@ -524,6 +524,73 @@ async fn the_workbench_appears_in_a_real_browser_in_every_kind_of_page() {
         page.close().await.unwrap();
     }
 
+    // Dial formats: every check is made on E.164, then the SDK gets the configured form (its
+    // panel shows what it was asked to dial); the page still hears E.164.
+    let formats: [(&str, &[(&str, &str)]); 2] = [
+        (
+            "national",
+            &[
+                ("+862155550101", "02155550101"),
+                ("+8613800000000", "13800000000"),
+                ("+442071234567", "00442071234567"),
+            ],
+        ),
+        (
+            "00",
+            &[
+                ("+862155550101", "00862155550101"),
+                ("+442071234567", "00442071234567"),
+            ],
+        ),
+    ];
+    for (format, cases) in formats {
+        let w = world(&format!(
+            "click_to_call_country = \"86\"\ndial_format = \"{format}\""
+        ))
+        .await;
+        let page = open(&browser, &w, "/plain", "alice").await;
+        assert_ready_with_button(&page, format).await;
+        for (e164, want) in cases {
+            assert_eq!(
+                eval(&page, &format!("tcccSidecar.dialled('{e164}')")).await,
+                json!(want),
+                "{format}: {e164}"
+            );
+        }
+        eval(&page, "window.__r = null; window.__denied = null; tcccSidecar.call('0097912345678').then(null, function (e) { window.__denied = e.code; }); tcccSidecar.call('021 5555 0101').then(function (r) { window.__r = r.phoneNumber; }); 1").await;
+        let rows = wait_for(
+            &page,
+            "document.querySelectorAll('.tccc-standin-call').length",
+            &json!(1),
+        )
+        .await;
+        assert_eq!(rows, json!(1), "{format}");
+        let text = eval(
+            &page,
+            "document.querySelector('.tccc-standin-call').textContent",
+        )
+        .await;
+        assert!(
+            text.as_str()
+                .unwrap_or_default()
+                .contains(&format!("Calling {} ", cases[0].1)),
+            "{format}: the SDK was asked to dial {}: {text}",
+            cases[0].1
+        );
+        assert_eq!(
+            wait_for(&page, "window.__r", &json!("+862155550101")).await,
+            json!("+862155550101"),
+            "{format}: the page hears E.164"
+        );
+        assert_eq!(
+            wait_for(&page, "window.__denied", &json!("denied")).await,
+            json!("denied"),
+            "{format}: the deny list is applied before formatting"
+        );
+        assert_eq!(w.seat("alice@seat.example")["calls_started"], 1, "{format}");
+        page.close().await.unwrap();
+    }
+
     // Positive control: the violation detector does fire on a page that breaks its policy.
     {
         let w = world("").await;
