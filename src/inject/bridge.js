@@ -57,8 +57,20 @@
     send({ type: type, user: user, url: location.href, title: document.title, direct: direct });
   }
 
-  function bound(self, fn) {
-    return function () { return fn.apply(self, arguments); };
+  function current() {
+    try { return shell.tccc || null; } catch (e) { return null; }
+  }
+  function forward(facade, key) {
+    try {
+      Object.defineProperty(facade, key, {
+        enumerable: true,
+        get: function () {
+          var t = current();
+          var v = t ? t[key] : undefined;
+          return typeof v === "function" ? function () { return v.apply(t, arguments); } : v;
+        }
+      });
+    } catch (e) { facade[key] = current() && current()[key]; }
   }
 
   function installTccc() {
@@ -75,10 +87,12 @@
       }
     };
     // Everything else the workbench's SDK offers (Call, Agent, UI, Devices, Chat, Video,
-    // overrideButtonConfig, and whatever a later SDK adds) is the shell's own, as is.
+    // overrideButtonConfig, and whatever a later SDK adds) is the shell's own, read from the
+    // shell's current SDK on each use: after a re-initialisation (tokenExpired) the shell has
+    // a new SDK object, and the page must not keep calling the old one.
     for (var k in real) {
       if (Object.prototype.hasOwnProperty.call(real, k) && !Object.prototype.hasOwnProperty.call(facade, k)) {
-        facade[k] = typeof real[k] === "function" ? bound(real, real[k]) : real[k];
+        forward(facade, k);
       }
     }
     window.tccc = facade;

@@ -175,6 +175,15 @@ async fn calls_survive_navigation_and_a_user_switch_tears_down(browser: &Browser
         json!([true, true, "function", "function"]),
         "Chat, Video, overrideButtonConfig and every Devices method in the framed page"
     );
+    // After a re-initialisation the shell holds a new SDK object: the framed page follows it.
+    eval(&page, "window.__sdk = window.tccc; window.tccc = {events: __sdk.events, on: __sdk.on, off: __sdk.off, Chat: {marker: 1}}; 1").await;
+    let followed = eval(&page, &framed("w.tccc.Chat.marker")).await;
+    eval(&page, "window.tccc = window.__sdk; 1").await;
+    assert_eq!(
+        followed,
+        json!(1),
+        "the framed page uses the shell's current SDK"
+    );
     eval(&page, &framed("(w.tccc.UI.showWorkbench(), 1)")).await;
     assert_eq!(
         eval(
