@@ -121,7 +121,7 @@
       } else if (d.type === "result" && pending[d.id]) {
         var p = pending[d.id];
         delete pending[d.id];
-        if (d.ok) { p.resolve(d.value); } else { p.reject(callError(d.error || "call_failed")); }
+        if (d.ok) { p.resolve(d.value); } else { p.reject(callError(d.error || "call_failed", d.message)); }
       }
     } catch (x) { /* never throw into the page */ }
   });
@@ -133,7 +133,14 @@
       send({ type: "call", id: id, number: String(raw) });
     });
   }
-  window.tcccSidecar = { call: call };
+  /* As the loader's API: a failure is also announced as tccc:call-error, with its message. */
+  function apiCall(raw) {
+    return call(raw).then(null, function (err) {
+      emit("tccc:call-error", { error: err.code || "call_failed", number: String(raw), message: err.message || "" });
+      throw err;
+    });
+  }
+  window.tcccSidecar = { call: apiCall };
   if (CONFIG.clickToCall) { clickToCall(call); }
 
   function parse(url) {

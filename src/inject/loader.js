@@ -373,6 +373,9 @@
       if (!isHost()) { return; }
       window.tcccSidecar = {
         call: apiCall,
+        // For the shell page: a call a framed page asked for, whose failure that page's bridge
+        // announces itself (tccc:call-error once, in the frame that asked).
+        place: call,
         number: function (raw) { return number(raw).number || null; },
         dialled: function (raw) { var n = number(raw).number; return n ? dialled(n) : null; },
         activeCalls: activeCalls

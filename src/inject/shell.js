@@ -179,11 +179,12 @@
         var source = e.source;
         var reply = function (m) { m.type = "result"; m.id = d.id; post(source, m); };
         var api = window.tcccSidecar;
-        if (!userOk(from.user) || !api || !api.call) { reply({ ok: false, error: "not_allowed" }); return; }
-        api.call(d.number).then(function (v) {
+        var place = api && (api.place || api.call);
+        if (!userOk(from.user) || !place) { reply({ ok: false, error: "not_allowed" }); return; }
+        place(d.number).then(function (v) {
           reply({ ok: true, value: copy(v) });
         }, function (err) {
-          reply({ ok: false, error: (err && err.code) || "call_failed" });
+          reply({ ok: false, error: (err && err.code) || "call_failed", message: String((err && err.message) || "") });
         });
       } else if (d.type === "logout") {
         goOffline();

@@ -152,6 +152,7 @@ pub(crate) async fn scenarios(browser: &Browser) {
     without_fetch_metadata_every_page_gets_script_mode(browser).await;
     other_sites_cannot_frame_the_crm(browser).await;
     click_to_call_only_when_enabled(browser).await;
+    a_refused_click_in_a_frame_is_announced_once(browser).await;
     demo_shell_as_a_newcomer(browser).await;
 }
 
@@ -575,6 +576,34 @@ async fn other_sites_cannot_frame_the_crm(browser: &Browser) {
         0.0,
         "a frame is never given the shell"
     );
+    page.close().await.unwrap();
+}
+
+/// Shell mode, click-to-call in a framed page: a number the shell refuses (premium-rate) is
+/// announced once in that frame, with its reason, and a later call still goes through. The
+/// shell answers the frame's request quietly; the frame's bridge announces the failure.
+async fn a_refused_click_in_a_frame_is_announced_once(browser: &Browser) {
+    let w = world("mode = \"shell\"\nclick_to_call = true\nclick_to_call_country = \"86\"").await;
+    let page = crate::browser::open(browser, &w, "/plain", "alice").await;
+    assert_ready_with_button(&page, "the shell").await;
+    let state = wait_for(&page, &framed(FRAME_STATE), &json!("ready")).await;
+    assert_eq!(state, json!("ready"));
+    eval(&page, &framed("(w.__errs = [], w.__starts = 0, w.addEventListener('tccc:call-error', function (e) { w.__errs.push(e.detail.error + ' ' + e.detail.message); }), w.addEventListener('tccc:call-start', function () { w.__starts++; }), (function () { var a = d.createElement('a'); a.href = 'tel:+97912345678'; a.id = 'premium'; a.textContent = 'premium'; d.body.appendChild(a); a.click(); })(), 1)")).await;
+    // A call that goes through afterwards: its tccc:call-start reaches the frame after every
+    // message about the refused one.
+    eval(
+        &page,
+        &framed("(d.querySelector(\"a[href^='tel:+86']\").click(), 1)"),
+    )
+    .await;
+    let started = wait_for(&page, &framed("w.__starts"), &json!(1)).await;
+    assert_eq!(started, json!(1), "the next call goes through");
+    assert_eq!(
+        eval(&page, &framed("w.__errs")).await,
+        json!(["denied denied"]),
+        "one tccc:call-error in the frame, with its reason"
+    );
+    assert_eq!(w.seat(ALICE_SEAT)["calls_started"], 1);
     page.close().await.unwrap();
 }
 
