@@ -650,7 +650,7 @@ async fn soak(dir: &Path, seconds: u64, peer: Peer) -> (Check, Figures) {
                 let (_, k) = events.remove(0);
                 match k {
                     1 => {
-                        let new = tccc_sidecar::devcert::generate(&["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+                        let new = tccc_sidecar::listener::tls::devcert::generate(&["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
                         replace(&certs.join("tls.key"), new.leaf_key_pem.as_bytes());
                         replace(&certs.join("tls.crt"), new.leaf_cert_pem.as_bytes());
                         if peer == Peer::Nginx {

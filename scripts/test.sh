@@ -32,6 +32,8 @@ python3 -c 'import kubernetes_validate, yaml' 2>/dev/null \
 
 start=$(date +%s)
 cargo fmt --all -- --check
+# The layer map of ARCHITECTURE.md: no module imports a layer above its own.
+python3 scripts/check-layers.py
 cargo clippy --locked --all-targets -- -D warnings
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

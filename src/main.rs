@@ -10,6 +10,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    tccc_sidecar::copy_tuning::apply();
-    tccc_sidecar::cli::main()
+    tccc_sidecar::runtime::copy_tuning::apply();
+    tccc_sidecar::cmd::main()
 }

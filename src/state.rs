@@ -4,9 +4,8 @@
 
 use crate::config::Config;
 use crate::login::LoginService;
-use crate::metrics::{Metrics, ResultLabel};
-use crate::proxy::pool::Pool;
-use crate::tls::{CertResolver, CertStore};
+use crate::runtime::metrics::Metrics;
+use crate::wire::pool::Pool;
 use http::HeaderValue;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,16 +15,19 @@ use std::sync::Arc;
 pub struct ConnInfo {
     pub peer: SocketAddr,
     /// The forwarding headers its requests share.
-    pub forwarding: crate::proxy::forwarded::PeerHeaders,
+    pub forwarding: crate::wire::forwarded::PeerHeaders,
     /// Its address's requests in flight, when that address is limited.
-    pub in_flight: Option<crate::conn_limit::InFlight>,
+    pub in_flight: Option<crate::runtime::per_address::InFlight>,
 }
 
 impl ConnInfo {
-    pub fn new(peer: SocketAddr, in_flight: Option<crate::conn_limit::InFlight>) -> ConnInfo {
+    pub fn new(
+        peer: SocketAddr,
+        in_flight: Option<crate::runtime::per_address::InFlight>,
+    ) -> ConnInfo {
         ConnInfo {
             peer,
-            forwarding: crate::proxy::forwarded::PeerHeaders::new(peer.ip()),
+            forwarding: crate::wire::forwarded::PeerHeaders::new(peer.ip()),
             in_flight,
         }
     }
@@ -33,8 +35,6 @@ impl ConnInfo {
 
 pub struct AppState {
     pub config: Config,
-    pub certs: Arc<CertResolver>,
-    pub tls: Arc<rustls::ServerConfig>,
     /// Connections to the upstream; one pool per worker thread.
     pub pool: Arc<Pool>,
     pub metrics: Arc<Metrics>,
@@ -48,20 +48,15 @@ pub struct AppState {
     /// Set on SIGTERM: `/readyz` fails from then on, during `server.shutdown_delay`.
     pub terminating: Arc<std::sync::atomic::AtomicBool>,
     /// Open connections per client address; shared by the workers.
-    pub conn_limit: Arc<crate::conn_limit::ConnLimit>,
+    pub conn_limit: Arc<crate::runtime::per_address::ConnLimit>,
     server_names: Vec<String>,
     public_origin: Option<String>,
 }
 
 impl AppState {
-    /// Loads certificates and builds the upstream client; an error is one line naming the problem.
+    /// Builds the upstream client and every feature's state; an error is one line naming the
+    /// problem. Certificates are the listener's (`listener::tls::Tls`).
     pub fn new(config: Config) -> Result<Arc<AppState>, String> {
-        let store = CertStore::load(&config.server)?;
-        for info in &store.infos {
-            warn_about_validity(info);
-        }
-        let certs = CertResolver::new(store);
-        let tls = crate::tls::server_config(&config.server, certs.clone())?;
         let pool = Pool::new(&config.upstream)?;
         let hsts = match &config.server.hsts {
             Some(v) => Some(
@@ -80,10 +75,10 @@ impl AppState {
             .server
             .public_origin
             .as_deref()
-            .and_then(crate::config::types::parse_origin);
+            .and_then(crate::config::origin::parse_origin);
         let metrics = Arc::new(Metrics::new());
         if config.tccc.sdk_app_id.is_some()
-            && !crate::config::types::is_tencent_endpoint(&config.tccc.endpoint)
+            && !crate::config::origin::is_tencent_endpoint(&config.tccc.endpoint)
         {
             metrics.ccc_endpoint_emulator.set(1);
         }
@@ -99,7 +94,7 @@ impl AppState {
             learned,
         ));
         let diag = crate::diag::Diag::from_config(&config, inject.learned.clone()).map(Arc::new);
-        let conn_limit = crate::conn_limit::ConnLimit::new(
+        let conn_limit = crate::runtime::per_address::ConnLimit::new(
             config.server.max_connections_per_client,
             config.server.max_requests_in_flight_per_client,
             config.server.trusted_proxies.clone(),
@@ -107,8 +102,6 @@ impl AppState {
         Ok(Arc::new(AppState {
             conn_limit,
             config,
-            certs,
-            tls: Arc::new(tls),
             pool,
             metrics,
             hsts,
@@ -126,8 +119,6 @@ impl AppState {
     pub fn for_worker(&self) -> Result<Arc<AppState>, String> {
         Ok(Arc::new(AppState {
             config: self.config.clone(),
-            certs: self.certs.clone(),
-            tls: self.tls.clone(),
             pool: Pool::new(&self.config.upstream)?,
             metrics: self.metrics.clone(),
             hsts: self.hsts.clone(),
@@ -159,52 +150,10 @@ impl AppState {
         }
     }
 
-    /// Everything that runs beside the listeners: certificate, seats and key-file watches,
-    /// JWKS refreshes, limiter housekeeping. Needs a Tokio runtime.
+    /// Everything that runs beside the listeners: seats and key-file watches, JWKS refreshes,
+    /// limiter housekeeping. Needs a Tokio runtime.
     pub fn start_background(self: &Arc<Self>) {
-        self.watch_certificates();
         self.login.spawn_background(&self.config);
-    }
-
-    /// Re-reads the certificates whenever their files change; a bad new pair keeps the old one.
-    pub fn watch_certificates(self: &Arc<Self>) {
-        let files = CertStore::files(&self.config.server);
-        let state = self.clone();
-        crate::watch::spawn(files, self.config.server.reload_interval.get(), move || {
-            match CertStore::load(&state.config.server) {
-                Ok(store) => {
-                    for info in &store.infos {
-                        warn_about_validity(info);
-                    }
-                    state.certs.replace(store);
-                    state
-                        .metrics
-                        .tls_reloads
-                        .get_or_create(&ResultLabel { result: "ok" })
-                        .inc();
-                    tracing::info!("certificates reloaded");
-                }
-                Err(e) => {
-                    state
-                        .metrics
-                        .tls_reloads
-                        .get_or_create(&ResultLabel { result: "error" })
-                        .inc();
-                    tracing::error!(error = %e, "certificate reload failed; still serving the previous certificate");
-                }
-            }
-        });
-    }
-}
-
-fn warn_about_validity(info: &crate::tls::CertInfo) {
-    let left = info.seconds_left();
-    if left < 0 {
-        tracing::error!(file = %info.file, "certificate has expired");
-    } else if info.not_yet_valid() {
-        tracing::error!(file = %info.file, "certificate is not valid yet");
-    } else if left < 14 * 86400 {
-        tracing::warn!(file = %info.file, days_left = left / 86400, "certificate expires soon");
     }
 }
 

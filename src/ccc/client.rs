@@ -97,7 +97,7 @@ impl CccClient {
             .endpoint
             .parse()
             .map_err(|_| "tccc.endpoint: not a valid URL".to_string())?;
-        let loopback_http = crate::config::types::is_loopback_http(&opts.endpoint);
+        let loopback_http = crate::config::origin::is_loopback_http(&opts.endpoint);
         if url.scheme() != "https" && !loopback_http {
             return Err(
                 "tccc.endpoint: must be https (plain http only for a loopback emulator)".into(),
@@ -302,7 +302,7 @@ fn classify(e: reqwest::Error) -> CccError {
         None => "request failed".to_string(),
     };
     let detail = match std::error::Error::source(&e) {
-        Some(cause) => format!("{what}: {}", crate::proxy::ErrorChain(cause)),
+        Some(cause) => format!("{what}: {}", crate::wire::ErrorChain(cause)),
         None => what,
     };
     if e.is_connect() {

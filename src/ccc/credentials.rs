@@ -106,7 +106,7 @@ impl CredentialStore {
         let mut files = vec![id.clone(), key.clone()];
         files.extend(token.clone());
         let store = self.clone();
-        crate::watch::spawn(files, interval, move || match load(&store.source) {
+        crate::runtime::watch::spawn(files, interval, move || match load(&store.source) {
             Ok(c) => {
                 store.current.store(Some(Arc::new(c)));
                 tracing::info!("Tencent Cloud credentials reloaded");

@@ -30,7 +30,7 @@ fn minimal_config_gets_documented_defaults() {
     assert_eq!(c.login.total_rate, Rate::per_second(15));
     assert_eq!(c.inject.loader_path, "/__tccc/loader.js");
     assert_eq!(c.inject.exclude, vec!["/api/".to_string()]);
-    assert_eq!(c.identity.mode, IdentityMode::Header);
+    assert_eq!(c.identity.mode(), IdentityMode::Header);
     assert_eq!(c.tccc.endpoint, "https://ccc.tencentcloudapi.com");
     assert!(c.tccc.only_once);
     assert!(c.server.secure_cookies);

@@ -213,54 +213,6 @@ impl<'de> Deserialize<'de> for UpstreamUrl {
     }
 }
 
-/// Parses an origin (`scheme://host[:port]`, no path), returning it normalised without a trailing slash.
-pub fn parse_origin(s: &str) -> Option<String> {
-    let uri: http::Uri = s.parse().ok()?;
-    let scheme = uri.scheme_str()?;
-    if scheme != "https" && scheme != "http" {
-        return None;
-    }
-    let authority = uri.authority()?;
-    if authority.as_str().contains('@') || !matches!(uri.path(), "" | "/") || uri.query().is_some()
-    {
-        return None;
-    }
-    Some(format!(
-        "{scheme}://{}",
-        authority.as_str().to_ascii_lowercase()
-    ))
-}
-
-/// `http://` URLs are allowed for the CCC endpoint only when they point at a loopback emulator.
-/// Whether `url` is Tencent Cloud's API: https on `tencentcloudapi.com` or a subdomain of it
-/// (regional endpoints). Anything else is an emulator or a stand-in.
-pub fn is_tencent_endpoint(url: &str) -> bool {
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        return false;
-    };
-    let host = uri.host().unwrap_or("").to_ascii_lowercase();
-    uri.scheme_str() == Some("https")
-        && (host == "tencentcloudapi.com" || host.ends_with(".tencentcloudapi.com"))
-}
-
-pub fn is_loopback_http(url: &str) -> bool {
-    let Ok(uri) = url.parse::<http::Uri>() else {
-        return false;
-    };
-    if uri.scheme_str() != Some("http") {
-        return false;
-    }
-    match uri.host() {
-        Some("localhost") => true,
-        Some(h) => h
-            .trim_matches(['[', ']'])
-            .parse::<IpAddr>()
-            .map(|ip| ip.is_loopback())
-            .unwrap_or(false),
-        None => false,
-    }
-}
-
 /// A token character (RFC 9110 §5.6.2), as protocol and header names are made of.
 pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)

@@ -4,8 +4,8 @@
 //! the header (as framed legacy apps have), and `/api/whoami` answering the logged-in
 //! user's id as JSON.
 
-use crate::proxy::responses::full;
-use crate::proxy::Body;
+use crate::wire::responses::full;
+use crate::wire::Body;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
@@ -208,8 +208,8 @@ fn form_decode(s: &str) -> HashMap<String, String> {
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| {
             (
-                crate::urlenc::decode_component(k),
-                crate::urlenc::decode_component(v),
+                crate::wire::urlenc::decode_component(k),
+                crate::wire::urlenc::decode_component(v),
             )
         })
         .collect()

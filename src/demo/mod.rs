@@ -87,12 +87,12 @@ pub async fn run(listen: SocketAddr, host: Option<String>, shell: bool) -> Resul
     }
     let public = public_host(listen, host.as_deref());
     let dir = std::env::temp_dir().join(format!("tccc-sidecar-demo-{}", std::process::id()));
-    let certs = crate::devcert::generate(&cert_hosts(public.as_deref()))?;
-    crate::devcert::write(&dir, &certs)?;
+    let certs = crate::listener::tls::devcert::generate(&cert_hosts(public.as_deref()))?;
+    crate::listener::tls::devcert::write(&dir, &certs)?;
     // A key made for this run: the emulator checks the sidecar's signatures with it.
     let secret_key = hex::encode(rand::random::<[u8; 16]>());
-    crate::devcert::write_private(&dir.join("secret-key"), secret_key.as_bytes())?;
-    crate::devcert::write_private(&dir.join("secret-id"), SECRET_ID.as_bytes())?;
+    crate::listener::tls::devcert::write_private(&dir.join("secret-key"), secret_key.as_bytes())?;
+    crate::listener::tls::devcert::write_private(&dir.join("secret-id"), SECRET_ID.as_bytes())?;
     let seats: String = crm::USERS
         .iter()
         .map(|u| format!("{} = \"{}\"\n", u.0, demo_seat(u.0)))
@@ -171,7 +171,7 @@ pub async fn run(listen: SocketAddr, host: Option<String>, shell: bool) -> Resul
     println!("  The certificate is signed by a development CA made just now for this demo:");
     println!("  {}", dir.join("ca.crt").display());
     println!("  Trust it in your browser, or accept the warning for both origins. Ctrl-C stops the demo.");
-    crate::server::serve(listener, state, crate::dev::interrupted())
+    crate::listener::server::serve(listener, state, crate::runtime::interrupted())
         .await
         .map_err(|e| e.to_string())?;
     let _ = std::fs::remove_dir_all(&dir);

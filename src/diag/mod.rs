@@ -7,8 +7,8 @@
 
 use crate::inject::csp::LearnedOrigins;
 use crate::login::{LoginService, SignInStatus};
-use crate::proxy::responses::{empty, full};
-use crate::proxy::Body;
+use crate::wire::responses::{empty, full};
+use crate::wire::Body;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use std::net::IpAddr;
@@ -19,24 +19,7 @@ const SCRIPT: &str = include_str!("diag.js");
 /// How long one probe may take in the browser.
 const PROBE_TIMEOUT_MS: u64 = 8000;
 
-/// `https://host[:port]` or `wss://host[:port]`, lower-cased; `None` for anything else
-/// (a path, a wildcard, another scheme, user info).
-pub fn probe_origin(s: &str) -> Option<String> {
-    let uri: http::Uri = s.parse().ok()?;
-    let scheme = uri.scheme_str()?;
-    if scheme != "https" && scheme != "wss" {
-        return None;
-    }
-    let auth = uri.authority()?;
-    let path_ok = matches!(
-        uri.path_and_query().map(|p| p.as_str()),
-        None | Some("/") | Some("")
-    );
-    if !path_ok || auth.as_str().contains(['@', '*']) || auth.host().is_empty() {
-        return None;
-    }
-    Some(format!("{scheme}://{}", auth.as_str().to_ascii_lowercase()))
-}
+pub use crate::config::origin::probe_origin;
 
 pub struct Diag {
     path: String,

@@ -41,18 +41,7 @@ const fn refuse(code: &'static str, zh: &'static str, en: &'static str) -> Refus
     Refusal { code, zh, en }
 }
 
-/// The codes a test can make the emulator answer for a seat ([`Emulator::set_fault`]): the
-/// action's documented errors and the common ones a healthy request can still meet.
-pub const FAULT_CODES: [&str; 8] = [
-    "InternalError",
-    "InternalError.DBError",
-    "InvalidParameter.InstanceNotExist",
-    "InvalidParameterValue.AccountNotExist",
-    "InvalidParameterValue.InstanceNotExist",
-    "OperationDenied.UinDisabled",
-    "RequestLimitExceeded",
-    "AuthFailure.SignatureFailure",
-];
+pub use super::state::FAULT_CODES;
 
 fn fault_refusal(code: &'static str) -> Refusal {
     let (zh, en) = match code {
@@ -352,8 +341,8 @@ fn params(
         for pair in query.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             m.insert(
-                crate::urlenc::decode_component(k),
-                Value::String(crate::urlenc::decode_component(v)),
+                crate::wire::urlenc::decode_component(k),
+                Value::String(crate::wire::urlenc::decode_component(v)),
             );
         }
         return Ok(m);

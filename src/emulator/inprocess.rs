@@ -37,7 +37,7 @@ pub async fn start(spec: InProcess<'_>, sdk_bind: std::net::IpAddr) -> Result<Ru
         .map_err(|e| format!("emulator: {e}"))?;
     let api_addr = api.local_addr().map_err(|e| e.to_string())?;
     let sdk_port = sdk.local_addr().map_err(|e| e.to_string())?.port();
-    let tls = Arc::new(crate::tls::simple_server_config(
+    let tls = Arc::new(crate::listener::tls::simple_server_config(
         spec.tls_cert_pem,
         spec.tls_key_pem,
     )?);

@@ -3,7 +3,6 @@
 //! `CreateSDKLoginToken` and the statistics; see `api` for the order of checks.
 
 pub mod api;
-pub mod command;
 pub mod inprocess;
 pub mod sdk;
 pub mod server;

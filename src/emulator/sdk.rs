@@ -4,8 +4,8 @@
 //! fetched: a used, expired or unknown token gets a script that fires `tokenExpired`.
 
 use super::state::{Emulator, TokenUse};
-use crate::proxy::responses::full;
-use crate::proxy::Body;
+use crate::wire::responses::full;
+use crate::wire::Body;
 use futures_util::{SinkExt, StreamExt};
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;

@@ -3,8 +3,8 @@
 
 use super::api;
 use super::state::Emulator;
-use crate::proxy::responses::full;
-use crate::proxy::Body;
+use crate::wire::responses::full;
+use crate::wire::Body;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;

@@ -110,7 +110,7 @@ impl Emulator {
         true
     }
 
-    /// Makes every request for `seat` fail with `code` (one of [`super::api::FAULT_CODES`]);
+    /// Makes every request for `seat` fail with `code` (one of [`FAULT_CODES`]);
     /// `None` clears it. For tests of how clients handle the service's refusals.
     pub fn set_fault(&self, seat: &str, code: Option<&str>) -> Result<(), String> {
         let mut g = self.lock();
@@ -119,7 +119,7 @@ impl Emulator {
                 g.faults.remove(seat);
             }
             Some(c) => {
-                let known = super::api::FAULT_CODES
+                let known = FAULT_CODES
                     .iter()
                     .find(|k| **k == c)
                     .ok_or_else(|| format!("unknown fault code {c:?}"))?;
@@ -215,3 +215,16 @@ impl Emulator {
         .to_string()
     }
 }
+
+/// The codes a test can make the emulator answer for a seat ([`Emulator::set_fault`]): the
+/// action's documented errors and the common ones a healthy request can still meet.
+pub const FAULT_CODES: [&str; 8] = [
+    "InternalError",
+    "InternalError.DBError",
+    "InvalidParameter.InstanceNotExist",
+    "InvalidParameterValue.AccountNotExist",
+    "InvalidParameterValue.InstanceNotExist",
+    "OperationDenied.UinDisabled",
+    "RequestLimitExceeded",
+    "AuthFailure.SignatureFailure",
+];

@@ -10,8 +10,9 @@
 //! to a logout path drops the entry before and after the CRM sees it.
 
 use super::{cookies, IdentityError};
+use crate::config::identity::IntrospectSettings;
 use crate::config::UpstreamConfig;
-use crate::proxy::upstream::Connector;
+use crate::wire::upstream::Connector;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Request, StatusCode, Uri};
@@ -58,37 +59,29 @@ impl moka::Expiry<Key, Answer> for TtlByAnswer {
     }
 }
 
-pub struct IntrospectOptions<'a> {
-    pub upstream: &'a UpstreamConfig,
-    /// Path and query of `identity.url` on the upstream's origin.
-    pub path: String,
-    pub cookies: Vec<String>,
-    pub pointer: String,
-    pub timeout: Duration,
-    pub positive_ttl: Duration,
-    pub negative_ttl: Duration,
-    pub logout_paths: &'a [String],
-}
-
 impl Introspector {
-    pub fn new(o: IntrospectOptions<'_>) -> Result<Introspector, String> {
-        let client = crate::proxy::upstream::build(o.upstream)?;
+    pub fn new(
+        upstream: &UpstreamConfig,
+        o: &IntrospectSettings,
+        logout_paths: &[String],
+    ) -> Result<Introspector, String> {
+        let client = crate::wire::upstream::build(upstream)?;
         let cache = Cache::builder()
             .max_capacity(CACHE_ENTRIES)
             .expire_after(TtlByAnswer {
-                positive: o.positive_ttl,
-                negative: o.negative_ttl,
+                positive: o.cache_ttl,
+                negative: o.negative_cache_ttl,
             })
             .build();
         Ok(Introspector {
             client,
-            upstream_authority: o.upstream.url.authority.clone(),
-            upstream_https: o.upstream.url.https,
-            path: o.path,
-            cookies: o.cookies,
-            pointer: o.pointer,
+            upstream_authority: upstream.url.authority.clone(),
+            upstream_https: upstream.url.https,
+            path: o.path.clone(),
+            cookies: o.cookies.clone(),
+            pointer: o.user_pointer.clone(),
             timeout: o.timeout,
-            logout_paths: o.logout_paths.iter().map(|p| normalise(p)).collect(),
+            logout_paths: logout_paths.iter().map(|p| normalise(p)).collect(),
             cache,
         })
     }
@@ -121,7 +114,7 @@ impl Introspector {
         &self,
         headers: &HeaderMap,
         host: &str,
-        metrics: &crate::metrics::Metrics,
+        metrics: &crate::runtime::metrics::Metrics,
     ) -> Result<String, IdentityError> {
         let Some((cookie, key)) = self.session(headers, host) else {
             return Err(IdentityError::Unauthenticated("no session cookie"));
@@ -167,7 +160,7 @@ impl Introspector {
             .map_err(|_| IdentityError::Unavailable("whoami request could not be built"))?;
         let work = async {
             let resp = self.client.request(req).await.map_err(|e| {
-                tracing::warn!(error = %crate::proxy::ErrorChain(&e), "whoami request failed");
+                tracing::warn!(error = %crate::wire::ErrorChain(&e), "whoami request failed");
                 IdentityError::Unavailable("the application did not answer")
             })?;
             let status = resp.status();

@@ -25,11 +25,8 @@ const LEEWAY_SECS: u64 = 30;
 /// The fastest an unknown `kid` can make the JWKS be fetched again.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
 
-pub enum TokenSource {
-    Cookie(String),
-    /// A header; `Authorization` values lose their `Bearer ` prefix.
-    Header(http::HeaderName),
-}
+/// Where the token is; a header's `Authorization` value loses its `Bearer ` prefix.
+pub use crate::config::identity::TokenSource;
 
 struct Key {
     kid: Option<String>,
@@ -37,16 +34,7 @@ struct Key {
     key: DecodingKey,
 }
 
-pub struct JwtOptions {
-    pub source: TokenSource,
-    pub claim: String,
-    pub issuer: Option<String>,
-    pub audience: Option<String>,
-    pub hs256_secret_file: Option<PathBuf>,
-    pub jwks_file: Option<PathBuf>,
-    pub jwks_url: Option<String>,
-    pub timeout: Duration,
-}
+pub use crate::config::identity::JwtSettings as JwtOptions;
 
 pub struct JwtVerifier {
     opts: JwtOptions,
@@ -63,11 +51,16 @@ pub struct JwtVerifier {
 
 impl JwtVerifier {
     /// Reads the local key files; an error names the file.
+    /// How often a JWKS URL is fetched again.
+    pub fn refresh_interval(&self) -> Duration {
+        self.opts.jwks_refresh
+    }
+
     pub fn new(opts: JwtOptions) -> Result<JwtVerifier, String> {
         let loopback = opts
             .jwks_url
             .as_deref()
-            .is_some_and(crate::config::types::is_loopback_http);
+            .is_some_and(crate::config::origin::is_loopback_http);
         let http = reqwest::Client::builder()
             .timeout(opts.timeout)
             .redirect(reqwest::redirect::Policy::none())
@@ -127,7 +120,7 @@ impl JwtVerifier {
                 .header("Accept", "application/json")
                 .send()
                 .await
-                .map_err(|e| format!("JWKS fetch failed: {}", crate::proxy::ErrorChain(&e)))?;
+                .map_err(|e| format!("JWKS fetch failed: {}", crate::wire::ErrorChain(&e)))?;
             if !resp.status().is_success() {
                 return Err(format!(
                     "JWKS fetch answered HTTP {}",
@@ -186,7 +179,7 @@ impl JwtVerifier {
     }
 
     fn token<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
-        let t = match &self.opts.source {
+        let t = match &self.opts.token {
             TokenSource::Cookie(name) => super::cookies::single(headers, name)?,
             TokenSource::Header(name) => {
                 let mut values = headers.get_all(name).iter();

@@ -13,12 +13,11 @@ pub mod jwt;
 pub mod spoofable;
 
 use crate::config::types::any_contains;
-use crate::config::{Cidr, Config, IdentityMode};
-use crate::metrics::Metrics;
+use crate::config::{Cidr, Config, ModeSettings};
+use crate::runtime::metrics::Metrics;
 use http::header::HeaderMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Why no user could be named. The reasons are fixed strings: they go to logs and never
 /// carry request data.
@@ -54,72 +53,25 @@ pub struct Identity {
     metrics: Arc<Metrics>,
 }
 
-/// Default time an identity source may take to answer.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
-
 impl Identity {
     /// Builds the configured source; errors name the key.
     pub fn from_config(config: &Config, metrics: Arc<Metrics>) -> Result<Arc<Identity>, String> {
         let id = &config.identity;
-        let timeout = id.timeout.map(|d| d.get()).unwrap_or(DEFAULT_TIMEOUT);
-        let source = match id.mode {
-            IdentityMode::Header => Source::Header(header::HeaderIdentity::new(
-                id.header.as_deref().unwrap_or("X-Remote-User"),
+        let source = match &id.settings {
+            ModeSettings::Header(h) => Source::Header(header::HeaderIdentity::new(
+                &h.header,
                 id.trusted_peers.clone(),
-                id.gateway_secret_header.as_deref(),
-                id.gateway_secret_file.clone(),
+                h.gateway_secret_header.as_deref(),
+                h.gateway_secret_file.clone(),
             )?),
-            IdentityMode::Introspect => {
-                let url = id.url.as_deref().unwrap_or("/");
-                Source::Introspect(Box::new(introspect::Introspector::new(
-                    introspect::IntrospectOptions {
-                        upstream: &config.upstream,
-                        path: crate::config::introspect_path(url, &config.upstream.url)
-                            .ok_or("identity.url: must be on the upstream's origin")?,
-                        cookies: id.cookies.clone(),
-                        pointer: id.user_pointer.clone().unwrap_or_else(|| "/id".into()),
-                        timeout,
-                        positive_ttl: id
-                            .cache_ttl
-                            .map(|d| d.get())
-                            .unwrap_or(Duration::from_secs(30)),
-                        negative_ttl: id
-                            .negative_cache_ttl
-                            .map(|d| d.get())
-                            .unwrap_or(Duration::from_secs(5)),
-                        logout_paths: &id.logout_paths,
-                    },
-                )?))
-            }
-            IdentityMode::Jwt => {
-                let source = match (&id.cookie, &id.header) {
-                    (Some(c), _) => jwt::TokenSource::Cookie(c.clone()),
-                    (None, Some(h)) => jwt::TokenSource::Header(
-                        http::HeaderName::try_from(h.as_str())
-                            .map_err(|_| "identity.header: not a valid header name".to_string())?,
-                    ),
-                    (None, None) => {
-                        return Err(
-                            "identity.cookie: jwt mode needs identity.cookie or identity.header"
-                                .into(),
-                        )
-                    }
-                };
-                Source::Jwt(Arc::new(jwt::JwtVerifier::new(jwt::JwtOptions {
-                    source,
-                    claim: id.claim.clone().unwrap_or_else(|| "sub".into()),
-                    issuer: id.issuer.clone(),
-                    audience: id.audience.clone(),
-                    hs256_secret_file: id.hs256_secret_file.clone(),
-                    jwks_file: id.jwks_file.clone(),
-                    jwks_url: id.jwks_url.clone(),
-                    timeout,
-                })?))
-            }
-            IdentityMode::Static => Source::Static(id.seat.clone().unwrap_or_default()),
+            ModeSettings::Introspect(s) => Source::Introspect(Box::new(
+                introspect::Introspector::new(&config.upstream, s, &id.logout_paths)?,
+            )),
+            ModeSettings::Jwt(s) => Source::Jwt(Arc::new(jwt::JwtVerifier::new(s.clone())?)),
+            ModeSettings::Static(s) => Source::Static(s.seat.clone()),
         };
-        let configured = match id.mode {
-            IdentityMode::Header => Some(id.header.as_deref().unwrap_or("X-Remote-User")),
+        let configured = match &id.settings {
+            ModeSettings::Header(h) => Some(h.header.as_str()),
             _ => None,
         };
         let spoofable = spoofable::Spoofable::new(
@@ -142,7 +94,7 @@ impl Identity {
             Source::Header(h) => {
                 if let Some(f) = h.secret_file() {
                     let me = self.clone();
-                    crate::watch::spawn(vec![f], interval, move || {
+                    crate::runtime::watch::spawn(vec![f], interval, move || {
                         if let Source::Header(h) = &me.source {
                             match h.reload_secret() {
                                 Ok(()) => tracing::info!("gateway secret reloaded"),
@@ -158,14 +110,9 @@ impl Identity {
                 let files = v.local_files();
                 if !files.is_empty() {
                     let v2 = v.clone();
-                    crate::watch::spawn(files, interval, move || v2.reload_local());
+                    crate::runtime::watch::spawn(files, interval, move || v2.reload_local());
                 }
-                let every = config
-                    .identity
-                    .jwks_refresh
-                    .map(|d| d.get())
-                    .unwrap_or(Duration::from_secs(300));
-                v.spawn_refresh(every);
+                v.spawn_refresh(v.refresh_interval());
             }
             _ => {}
         }

@@ -5,9 +5,9 @@
 
 use super::codec::{Decoder, Encoder};
 use super::rewrite::Rewriter;
-use crate::metrics::Metrics;
-use crate::proxy::pool::PooledBody;
-use crate::proxy::BoxError;
+use crate::runtime::metrics::Metrics;
+use crate::wire::pool::PooledBody;
+use crate::wire::BoxError;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use std::pin::Pin;

@@ -104,30 +104,7 @@ fn push_unique(v: &mut Vec<String>, s: String) {
     }
 }
 
-/// Whether a configured script origin is acceptable: exact `https://host[:port]`, no
-/// wildcard, no keyword. Checked when the configuration is loaded.
-pub fn valid_script_origin(s: &str) -> bool {
-    let Some(rest) = s.strip_prefix("https://") else {
-        return false;
-    };
-    !rest.is_empty()
-        && !rest.contains(['*', '/', '\'', ' ', ';', ','])
-        && rest.parse::<http::uri::Authority>().is_ok()
-}
-
-/// Whether a configured connect or media source is acceptable: a scheme-qualified host
-/// (wildcards allowed), never `*`, a bare scheme or a keyword.
-pub fn valid_other_origin(s: &str) -> bool {
-    let rest = s
-        .strip_prefix("https://")
-        .or_else(|| s.strip_prefix("wss://"));
-    rest.is_some_and(|r| {
-        !r.is_empty()
-            && r != "*"
-            && !r.contains(['/', '\'', ' ', ';', ','])
-            && !r.chars().skip(1).any(|c| c == '*')
-    })
-}
+pub use crate::config::origin::{valid_other_origin, valid_script_origin};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Directive {

@@ -23,7 +23,7 @@ use super::codec::{self, Coding};
 use http::header::{self, HeaderMap, HeaderName};
 use http::{Method, StatusCode};
 
-const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
+use crate::wire::names::SEC_FETCH_DEST;
 const X_REQUESTED_WITH: HeaderName = HeaderName::from_static("x-requested-with");
 
 /// `inject.include` and `inject.exclude`: path prefixes.

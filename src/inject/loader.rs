@@ -2,16 +2,16 @@
 //! settings filled in, cacheable (with an ETag for cheap revalidation), never sniffed as
 //! anything else.
 
-use crate::proxy::responses::{empty, full};
-use crate::proxy::Body;
+use crate::wire::responses::{empty, full};
+use crate::wire::Body;
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use sha2::{Digest, Sha256};
 
 const LOADER: &str = include_str!("loader.js");
-const SHELL: &str = include_str!("shell.js");
-const BRIDGE: &str = include_str!("bridge.js");
+const SHELL: &str = include_str!("shell/shell.js");
+const BRIDGE: &str = include_str!("shell/bridge.js");
 /// Helpers the loader and the bridge share, put in where each says `/*__COMMON__*/`.
 const COMMON: &str = include_str!("common.js");
 /// How many times a retryable answer is retried before the loader gives up (`error`).

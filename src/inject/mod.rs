@@ -13,7 +13,6 @@ pub mod body;
 pub mod charref;
 pub mod codec;
 pub mod csp;
-pub mod fingerprint;
 pub mod gate;
 pub mod loader;
 pub mod rewrite;
@@ -21,9 +20,9 @@ pub mod sdk_hosts;
 pub mod shell;
 
 use crate::config::Config;
-use crate::metrics::Metrics;
-use crate::proxy::pool::PooledBody;
-use crate::proxy::{Body, BoxError};
+use crate::runtime::metrics::Metrics;
+use crate::wire::pool::PooledBody;
+use crate::wire::{Body, BoxError};
 use codec::{Accepted, Coding};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
@@ -51,17 +50,7 @@ pub struct Injector {
     metrics: Arc<Metrics>,
 }
 
-/// `inject.csp`: what happens to a page's CSP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CspMode {
-    /// Policies are adjusted so the loader and the SDK run (the default).
-    Rewrite,
-    /// Canary: enforced policies are left as they are; the adjusted versions are added as
-    /// `Content-Security-Policy-Report-Only`, so their reports show what would change.
-    ReportOnly,
-    /// Policies are not touched (the loader may then be blocked).
-    Off,
-}
+pub use crate::config::CspMode;
 
 /// What the request side decided, carried to the response side.
 pub struct Prepared {
@@ -95,17 +84,10 @@ impl Injector {
             loader_src: Arc::from(html_attr(&i.loader_path)),
             bridge_src: Arc::from(html_attr(&format!("{}?bridge", i.loader_path))),
             loader_path: i.loader_path.clone(),
-            csp_mode: match i.csp.as_deref() {
-                Some("report-only") => CspMode::ReportOnly,
-                Some("off") => CspMode::Off,
-                _ => CspMode::Rewrite,
-            },
+            csp_mode: i.csp,
             sdk_origins: i.sdk_origins.clone(),
             learned,
-            position: match i.position.as_deref() {
-                Some("body") => rewrite::Position::Body,
-                _ => rewrite::Position::Head,
-            },
+            position: i.position,
             paths: gate::PathRules {
                 include: i.include.clone(),
                 exclude: i.exclude.clone(),

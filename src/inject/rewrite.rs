@@ -124,13 +124,7 @@ impl PageInjection {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Position {
-    /// At the end of `<head>` (the contract's default).
-    Head,
-    /// At the end of `<body>`.
-    Body,
-}
+pub use crate::config::Position;
 
 struct Sink(Arc<Mutex<Vec<u8>>>);
 

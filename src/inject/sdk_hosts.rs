@@ -291,7 +291,10 @@ mod tests {
             );
         }
         for p in &probes {
-            assert_eq!(crate::diag::probe_origin(p).as_deref(), Some(p.as_str()));
+            assert_eq!(
+                crate::config::origin::probe_origin(p).as_deref(),
+                Some(p.as_str())
+            );
         }
         assert!(patterns().iter().all(|p| p.starts_with("*.")));
     }

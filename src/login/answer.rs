@@ -2,8 +2,8 @@
 //! answer is `no-store`: an SdkURL is single-use and personal, and an error must not be
 //! replayed from a cache either.
 
-use crate::proxy::responses::full;
-use crate::proxy::Body;
+use crate::wire::responses::full;
+use crate::wire::Body;
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use serde_json::{json, Value};

@@ -11,13 +11,14 @@
 
 pub mod answer;
 pub mod limits;
+pub mod seats;
 
 use crate::ccc::{CccClient, CccError, ClientOptions, CredentialStore};
 use crate::config::{types::any_contains, Cidr, Config};
 use crate::identity::{Identity, IdentityError, Who};
-use crate::metrics::Metrics;
-use crate::proxy::Body;
-use crate::seats::Seats;
+use crate::login::seats::Seats;
+use crate::runtime::metrics::Metrics;
+use crate::wire::Body;
 use answer::Answer;
 use http::header::{HeaderMap, HeaderName};
 use http::{Method, Response, StatusCode};
@@ -42,7 +43,7 @@ pub struct LoginService {
     metrics: Arc<Metrics>,
     /// Shell mode: the fingerprint of the token's user goes into the answer (`User`), so that
     /// the shell can compare it with what its frame reports.
-    pub fingerprints: Option<crate::inject::fingerprint::Fingerprints>,
+    pub fingerprints: Option<crate::inject::shell::fingerprint::Fingerprints>,
 }
 
 /// What the endpoint needs to know about the request besides its headers.
@@ -96,7 +97,7 @@ impl LoginService {
                 .as_ref()
                 .and_then(|c| c.get())
                 .map(|c| c.secret_key.expose().to_string());
-            Some(crate::inject::fingerprint::Fingerprints::new(
+            Some(crate::inject::shell::fingerprint::Fingerprints::new(
                 config.inject.shell_key_file.as_deref(),
                 secret.as_deref(),
                 config.tccc.sdk_app_id,
@@ -169,7 +170,7 @@ impl LoginService {
     fn client_ip(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
         let peer = crate::config::types::canonical_ip(peer);
         if any_contains(&self.trusted_proxies, peer) {
-            crate::proxy::forwarded::believed_client(headers, peer, &self.trusted_proxies)
+            crate::wire::forwarded::believed_client(headers, peer, &self.trusted_proxies)
         } else {
             peer
         }

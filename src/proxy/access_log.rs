@@ -5,8 +5,8 @@
 //! count and the request id are logged: never headers, cookies or query strings, which carry
 //! session tokens in legacy apps.
 
-use crate::metrics::Metrics;
-use crate::send_timeout::SendWatch;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::send_timeout::SendWatch;
 use bytes::Buf;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use std::net::IpAddr;
@@ -29,7 +29,7 @@ pub struct AccessLog {
     pub metrics: Arc<Metrics>,
     /// The request's place among its address's requests in flight, given back when the
     /// request is over (its answer's body ended or dropped), as the log line is written.
-    pub in_flight: Option<crate::conn_limit::Request>,
+    pub in_flight: Option<crate::runtime::per_address::Request>,
 }
 
 /// A request's id: made here (16 random bytes in hex, kept inline: no allocation per
@@ -85,7 +85,7 @@ impl Drop for AccessLog {
             return;
         }
         let total_ms = self.start.elapsed().as_secs_f64() * 1000.0;
-        if let Some(sink) = crate::logging::access_sink() {
+        if let Some(sink) = crate::runtime::logging::access_sink() {
             LINE.with(|line| {
                 let mut line = line.borrow_mut();
                 line.clear();
@@ -177,7 +177,7 @@ impl AccessLog {
         out.push_str(" status=");
         push_u64(out, u64::from(self.status));
         out.push_str(" client=");
-        crate::proxy::forwarded::push_ip(out, self.client);
+        crate::wire::forwarded::push_ip(out, self.client);
         out.push_str(" upstream_ms=");
         match self.upstream_ms {
             Some(v) => push_ms(out, v),
@@ -204,7 +204,7 @@ impl AccessLog {
         out.push_str(",\"status\":");
         push_u64(out, u64::from(self.status));
         out.push_str(",\"client\":\"");
-        crate::proxy::forwarded::push_ip(out, self.client);
+        crate::wire::forwarded::push_ip(out, self.client);
         out.push('"');
         out.push_str(",\"upstream_ms\":");
         match self.upstream_ms {

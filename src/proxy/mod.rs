@@ -6,20 +6,15 @@
 //! Bodies are streamed in both directions; nothing is buffered.
 
 pub mod access_log;
-mod client_body;
-pub mod forwarded;
-pub mod hop;
-pub mod pool;
-pub mod responses;
-pub mod rewrite;
+pub mod response_filter;
 mod tunnel;
 pub mod upgrade;
-pub mod upstream;
 
 use crate::inject::shell::Role;
 use crate::state::{AppState, ConnInfo};
+use crate::wire::names::{VIA, X_REQUEST_ID};
+use crate::wire::{forwarded, hop, pool, responses, Body};
 use access_log::{AccessLog, Logged, RequestId};
-use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
@@ -27,15 +22,9 @@ use responses::{error_page, Reject};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
-/// The body of every response the sidecar sends.
-pub type Body = http_body_util::combinators::BoxBody<Bytes, BoxError>;
 /// The body of a response on the TLS listener: counted and logged when it ends (not boxed
 /// again: one allocation fewer per request).
 pub type Served = Logged<Body>;
-
-const VIA: &str = "1.1 tccc-sidecar";
-const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Handles one request from a client connection; never fails (errors become pages).
 pub async fn handle(
@@ -87,7 +76,7 @@ pub async fn handle(
         log.outcome = "complete";
     }
     // Over HTTP/2, the answer waits for the client from here on (see `send_timeout`).
-    let watch = crate::send_timeout::current();
+    let watch = crate::runtime::send_timeout::current();
     if let Some(w) = &watch {
         w.waiting();
     }
@@ -215,7 +204,7 @@ async fn forward(
 
     let (req, client_failed) = {
         let (parts, body) = req.into_parts();
-        let (body, failed) = client_body::ClientBody::new(
+        let (body, failed) = crate::wire::client_body::ClientBody::new(
             body,
             state.config.server.client_body_timeout.get(),
             state.metrics.clone(),
@@ -236,7 +225,7 @@ async fn forward(
             ));
         }
         Ok(Err(e)) => match client_failed.load(std::sync::atomic::Ordering::Relaxed) {
-            client_body::TIMED_OUT => {
+            crate::wire::client_body::TIMED_OUT => {
                 return Err(Reject::new(
                     StatusCode::REQUEST_TIMEOUT,
                     "client_body_timeout",
@@ -244,7 +233,7 @@ async fn forward(
                 )
                 .closing());
             }
-            client_body::FAILED => {
+            crate::wire::client_body::FAILED => {
                 return Err(Reject::new(
                     StatusCode::BAD_REQUEST,
                     "bad_request_body",
@@ -351,7 +340,7 @@ async fn frame_user(
     {
         Ok(who) => Some(fingerprints.of(&who)),
         Err(crate::identity::IdentityError::Unauthenticated(_)) => {
-            Some(crate::inject::fingerprint::ANONYMOUS.to_string())
+            Some(crate::inject::shell::fingerprint::ANONYMOUS.to_string())
         }
         Err(crate::identity::IdentityError::Unavailable(_)) => None,
     }
@@ -662,7 +651,7 @@ fn downstream_response(state: &AppState, host: &str, h: &mut HeaderMap) {
     // Most answers carry none of these: the public origin is worked out only when needed.
     if cfg.upstream.rewrite_redirects && has_redirect {
         let upstream = &cfg.upstream.url;
-        rewrite::RedirectRewriter {
+        response_filter::RedirectRewriter {
             upstream_origin: &upstream.origin,
             upstream_default_port: upstream.authority.port().is_none(),
             public_origin: &state.public_origin_for(host),
@@ -671,7 +660,7 @@ fn downstream_response(state: &AppState, host: &str, h: &mut HeaderMap) {
         .apply(h);
     }
     if cfg.server.secure_cookies {
-        rewrite::secure_cookies(h);
+        response_filter::secure_cookies(h);
     }
     if cfg.server.via {
         h.append(header::VIA, HeaderValue::from_static(VIA));
@@ -689,19 +678,4 @@ fn is_html(h: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"))
-}
-
-/// Formats an error with its sources, for logs (upstream errors never reach a client).
-pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
-
-impl std::fmt::Display for ErrorChain<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)?;
-        let mut src = self.0.source();
-        while let Some(s) = src {
-            write!(f, ": {s}")?;
-            src = s.source();
-        }
-        Ok(())
-    }
 }

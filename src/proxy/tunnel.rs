@@ -1,7 +1,7 @@
 //! Upgraded connections (WebSocket and other `Upgrade` protocols): once both sides have
 //! switched protocols, bytes are copied both ways until either side closes.
 
-use crate::metrics::Metrics;
+use crate::runtime::metrics::Metrics;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use std::sync::Arc;

@@ -28,7 +28,7 @@ async fn plain_get(
 async fn start_admin(side: &Sidecar) -> std::net::SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    tokio::spawn(tccc_sidecar::admin::serve_admin(
+    tokio::spawn(tccc_sidecar::listener::admin::serve_admin(
         l,
         side.state.clone(),
         std::future::pending(),
@@ -84,7 +84,7 @@ async fn redirect_listener_answers_308_to_https() {
     let side = Sidecar::start(&up.url(), "server_names = [\"oa.example.com\"]", "").await;
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
-    tokio::spawn(tccc_sidecar::redirect::serve_redirect(
+    tokio::spawn(tccc_sidecar::listener::redirect::serve_redirect(
         l,
         side.state.clone(),
         std::future::pending(),

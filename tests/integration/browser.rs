@@ -134,9 +134,13 @@ pub(crate) async fn world(extra_inject: &str) -> World {
 /// A world in front of the CRM stand-in (cookie `sid=s-<user>`), or with `demo_crm` in front
 /// of the demo CRM (its login form and `demo_session` cookie; logout at `/logout`).
 pub(crate) async fn world_on(demo_crm: bool, extra_inject: &str) -> World {
-    let certs = tccc_sidecar::devcert::generate(&["127.0.0.1".to_string()]).unwrap();
+    let certs = tccc_sidecar::listener::tls::devcert::generate(&["127.0.0.1".to_string()]).unwrap();
     let tls = Arc::new(
-        tccc_sidecar::tls::simple_server_config(&certs.leaf_cert_pem, &certs.leaf_key_pem).unwrap(),
+        tccc_sidecar::listener::tls::simple_server_config(
+            &certs.leaf_cert_pem,
+            &certs.leaf_key_pem,
+        )
+        .unwrap(),
     );
     let sdk_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sdk_origin = format!("https://{}", sdk_listener.local_addr().unwrap());

@@ -408,9 +408,13 @@ async fn a_page_that_breaks_out_of_frames_gets_script_mode(browser: &Browser) {
 /// A TLS hop in front of the sidecar that drops every `Sec-Fetch-*` header, as some old
 /// proxies do; the Host is kept, so the browser's origin is the sidecar's public origin.
 async fn start_hop(side: &Sidecar) -> (String, tokio::task::JoinHandle<()>) {
-    let certs = tccc_sidecar::devcert::generate(&["127.0.0.1".to_string()]).unwrap();
+    let certs = tccc_sidecar::listener::tls::devcert::generate(&["127.0.0.1".to_string()]).unwrap();
     let tls = std::sync::Arc::new(
-        tccc_sidecar::tls::simple_server_config(&certs.leaf_cert_pem, &certs.leaf_key_pem).unwrap(),
+        tccc_sidecar::listener::tls::simple_server_config(
+            &certs.leaf_cert_pem,
+            &certs.leaf_key_pem,
+        )
+        .unwrap(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("https://{}", listener.local_addr().unwrap());

@@ -97,7 +97,7 @@ fn start_workers(
     let std_listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = std_listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let serving = tokio::spawn(tccc_sidecar::server::serve_workers(
+    let serving = tokio::spawn(tccc_sidecar::listener::server::serve_workers(
         std_listener,
         side.state.clone(),
         workers,

@@ -17,9 +17,13 @@ struct Running {
 }
 
 async fn start(seats: &[&str]) -> Running {
-    let certs = tccc_sidecar::devcert::generate(&["127.0.0.1".to_string()]).unwrap();
+    let certs = tccc_sidecar::listener::tls::devcert::generate(&["127.0.0.1".to_string()]).unwrap();
     let tls = Arc::new(
-        tccc_sidecar::tls::simple_server_config(&certs.leaf_cert_pem, &certs.leaf_key_pem).unwrap(),
+        tccc_sidecar::listener::tls::simple_server_config(
+            &certs.leaf_cert_pem,
+            &certs.leaf_key_pem,
+        )
+        .unwrap(),
     );
     let sdk_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sdk_addr = sdk_listener.local_addr().unwrap();

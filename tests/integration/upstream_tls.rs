@@ -9,10 +9,14 @@ use std::sync::Arc;
 
 /// An HTTPS upstream for `localhost` whose answers name the SNI it was asked for.
 async fn https_upstream(dir: &TempDir) -> u16 {
-    let certs = tccc_sidecar::devcert::generate(&["localhost".to_string()]).unwrap();
+    let certs = tccc_sidecar::listener::tls::devcert::generate(&["localhost".to_string()]).unwrap();
     std::fs::write(dir.path("upstream-ca.pem"), &certs.ca_cert_pem).unwrap();
     let tls = Arc::new(
-        tccc_sidecar::tls::simple_server_config(&certs.leaf_cert_pem, &certs.leaf_key_pem).unwrap(),
+        tccc_sidecar::listener::tls::simple_server_config(
+            &certs.leaf_cert_pem,
+            &certs.leaf_key_pem,
+        )
+        .unwrap(),
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

@@ -100,8 +100,8 @@ fn rand_suffix() -> u64 {
 /// Writes a CA + leaf for localhost/127.0.0.1 into `dir` (ca.crt, tls.crt, tls.key).
 pub fn write_certs(dir: &TempDir, hosts: &[&str]) -> String {
     let hosts: Vec<String> = hosts.iter().map(|s| s.to_string()).collect();
-    let c = tccc_sidecar::devcert::generate(&hosts).unwrap();
-    tccc_sidecar::devcert::write(&dir.0, &c).unwrap();
+    let c = tccc_sidecar::listener::tls::devcert::generate(&hosts).unwrap();
+    tccc_sidecar::listener::tls::devcert::write(&dir.0, &c).unwrap();
     c.ca_cert_pem
 }
 

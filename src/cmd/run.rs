@@ -43,6 +43,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     let state = AppState::new(config)?;
     let cfg = &state.config;
+    let certs = crate::listener::tls::Tls::load(&cfg.server)?;
     let tls = bind(cfg.server.listen, "server.listen").await?;
     let admin = match cfg.server.admin_listen {
         Some(a) => Some(bind(a, "server.admin_listen").await?),
@@ -53,6 +54,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         None => None,
     };
     state.start_background();
+    certs.watch(&cfg.server, state.metrics.clone());
     reload_on_sighup(state.clone());
     let (tx, rx) = watch::channel(false);
     let delay = cfg
@@ -87,22 +89,22 @@ pub async fn run(config: Config) -> Result<(), String> {
         env!("CARGO_PKG_VERSION")
     );
     if let Some(l) = admin {
-        tokio::spawn(crate::admin::serve_admin(
+        tokio::spawn(crate::listener::admin::serve_admin(
             l,
             state.clone(),
-            stopped(rx.clone()),
+            crate::runtime::stopped(rx.clone()),
         ));
     }
     if let Some(l) = redirect {
-        tokio::spawn(crate::redirect::serve_redirect(
+        tokio::spawn(crate::listener::redirect::serve_redirect(
             l,
             state.clone(),
-            stopped(rx.clone()),
+            crate::runtime::stopped(rx.clone()),
         ));
     }
     let workers = crate::runtime::worker_threads(cfg.server.worker_threads);
     let tls = tls.into_std().map_err(|e| format!("server.listen: {e}"))?;
-    crate::server::serve_workers(tls, state.clone(), workers, rx)
+    crate::listener::server::serve_workers_with(tls, state.clone(), &certs, workers, rx)
         .await
         .map_err(|e| format!("server: {e}"))?;
     tracing::info!("stopped");
@@ -113,15 +115,6 @@ async fn bind(addr: std::net::SocketAddr, key: &str) -> Result<TcpListener, Stri
     TcpListener::bind(addr)
         .await
         .map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))
-}
-
-/// Resolves once the watch channel says "stop".
-pub async fn stopped(mut rx: watch::Receiver<bool>) {
-    while !*rx.borrow_and_update() {
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
 }
 
 /// SIGHUP re-reads the seats file (files are also watched; this is for operators who expect

@@ -2,9 +2,9 @@
 //! process is alive), `/readyz` (a certificate is loaded and the upstream accepts
 //! connections) and `/metrics` (Prometheus text format).
 
-use crate::proxy::responses::full;
-use crate::proxy::Body;
 use crate::state::AppState;
+use crate::wire::responses::full;
+use crate::wire::Body;
 use http::{header, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -64,13 +64,10 @@ async fn route(state: &AppState, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-/// Ready when a certificate is loaded and a TCP connection to the upstream opens within a second.
+/// Ready (the TLS listener cannot run without a certificate) when a TCP connection to the upstream opens within a second.
 async fn readiness(state: &AppState) -> Result<(), &'static str> {
     if state.terminating.load(std::sync::atomic::Ordering::Relaxed) {
         return Err("shutting down");
-    }
-    if state.certs.current().infos.is_empty() {
-        return Err("no certificate loaded");
     }
     let u = &state.config.upstream.url;
     let addr = (u.host.as_str(), u.port);

@@ -15,6 +15,11 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use std::sync::Arc;
 
+/// The most an upstream connection reads at once, and so the largest body chunk it hands on.
+/// hyper's default read buffer grows to ~400 KB per connection; with many slow clients that
+/// is the proxy's memory.
+pub const READ_BUFFER: usize = 32 * 1024;
+
 pub type Connector = hyper_rustls::HttpsConnector<HttpConnector>;
 
 /// Builds the client; errors name the CA file and what is wrong with it. Generic over the
@@ -32,7 +37,7 @@ where
         .pool_idle_timeout(cfg.pool_idle_timeout.get())
         .pool_max_idle_per_host(cfg.pool_max_idle_per_host)
         .retry_canceled_requests(true)
-        .http1_max_buf_size(super::pool::READ_BUFFER)
+        .http1_max_buf_size(READ_BUFFER)
         .set_host(false)
         .build(connector))
 }

@@ -6,10 +6,11 @@
 //! connections are closed, HTTP/2 connections get GOAWAY, and requests in flight (streams and
 //! upgraded connections excepted) may finish until `server.shutdown_timeout`.
 
-use crate::balance;
-use crate::drain::{Drain, Watcher};
+use crate::listener::balance;
+use crate::listener::drain::{Drain, Watcher};
+use crate::listener::tls::Tls;
 use crate::proxy;
-use crate::send_timeout::{Guarded, StreamExecutor};
+use crate::runtime::send_timeout::{Guarded, StreamExecutor};
 use crate::state::{AppState, ConnInfo};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
@@ -110,13 +111,16 @@ fn serve_h2(
     watcher.watch(conn, |c| c.get_mut().as_mut().graceful_shutdown())
 }
 
-/// Serves TLS connections from `listener` until `shutdown` resolves, then drains.
+/// Serves TLS connections from `listener` until `shutdown` resolves, then drains. Loads the
+/// certificates of `state`'s configuration and follows their files.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_as(listener, state, shutdown, None).await
+    let tls = Tls::load(&state.config.server).map_err(std::io::Error::other)?;
+    tls.watch(&state.config.server, state.metrics.clone());
+    serve_as(listener, state, tls.config, shutdown, None).await
 }
 
 /// What every connection task of one accept loop shares.
@@ -132,11 +136,12 @@ struct Accepting {
 async fn serve_as(
     listener: TcpListener,
     state: Arc<AppState>,
+    tls: Arc<rustls::ServerConfig>,
     shutdown: impl Future<Output = ()>,
     mut member: Option<balance::Member>,
 ) -> std::io::Result<()> {
     let acc = Accepting {
-        acceptor: TlsAcceptor::from(state.tls.clone()),
+        acceptor: TlsAcceptor::from(tls),
         builders: Arc::new(builders(&state)),
         drain: Drain::new(),
         handshake_timeout: state.config.server.handshake_timeout.get(),
@@ -212,7 +217,7 @@ impl Accepting {
         &self,
         tcp: tokio::net::TcpStream,
         peer: std::net::SocketAddr,
-        slot: crate::conn_limit::Slot,
+        slot: crate::runtime::per_address::Slot,
         ticket: balance::Ticket,
     ) {
         let _ = tcp.set_nodelay(true);
@@ -252,7 +257,7 @@ impl Accepting {
             let mut tls = tls;
             tls.get_mut()
                 .1
-                .set_buffer_limit(Some(proxy::pool::READ_BUFFER + 1024));
+                .set_buffer_limit(Some(crate::wire::pool::READ_BUFFER + 1024));
             // Writes that make no progress for the send timeout end the connection.
             let io = TokioIo::new(Guarded::new(
                 tls,
@@ -284,6 +289,19 @@ pub async fn serve_workers(
     workers: usize,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let tls = Tls::load(&state.config.server).map_err(std::io::Error::other)?;
+    tls.watch(&state.config.server, state.metrics.clone());
+    serve_workers_with(listener, state, &tls, workers, shutdown).await
+}
+
+/// [`serve_workers`] with certificates already loaded (and watched) by the caller.
+pub async fn serve_workers_with(
+    listener: std::net::TcpListener,
+    state: Arc<AppState>,
+    tls: &Tls,
+    workers: usize,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
     listener.set_nonblocking(true)?;
     let workers = workers.max(1);
     let members = balance::Balancer::members(state.metrics.worker_gauges(workers));
@@ -292,6 +310,7 @@ pub async fn serve_workers(
         let l = listener.try_clone()?;
         let st = state.for_worker().map_err(std::io::Error::other)?;
         let rx = shutdown.clone();
+        let tls = tls.config.clone();
         let (tx, finished) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
         std::thread::Builder::new()
             .name(format!("tccc-worker-{i}"))
@@ -302,7 +321,7 @@ pub async fn serve_workers(
                     .and_then(|rt| {
                         rt.block_on(async move {
                             let l = TcpListener::from_std(l)?;
-                            serve_as(l, st, crate::app::stopped(rx), Some(member)).await
+                            serve_as(l, st, tls, crate::runtime::stopped(rx), Some(member)).await
                         })
                     });
                 let _ = tx.send(result);

@@ -1,6 +1,6 @@
 //! `tccc-sidecar emulator`: the CCC API emulator and its stand-in SDK origin as a process.
 
-use super::{Emulator, EmulatorConfig};
+use crate::emulator::{Emulator, EmulatorConfig};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -95,12 +95,12 @@ pub async fn run(args: EmulatorArgs) -> Result<(), String> {
     if !hosts.contains(&bare) {
         hosts.push(bare);
     }
-    let certs = crate::devcert::generate(&hosts)?;
+    let certs = crate::listener::tls::devcert::generate(&hosts)?;
     let dir = args.cert_dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("tccc-emulator-{}", std::process::id()))
     });
-    crate::devcert::write(&dir, &certs)?;
-    let tls = Arc::new(crate::tls::simple_server_config(
+    crate::listener::tls::devcert::write(&dir, &certs)?;
+    let tls = Arc::new(crate::listener::tls::simple_server_config(
         &certs.leaf_cert_pem,
         &certs.leaf_key_pem,
     )?);
@@ -132,13 +132,13 @@ pub async fn run(args: EmulatorArgs) -> Result<(), String> {
         }
         let _ = tx.send(true);
     });
-    tokio::spawn(super::sdk::serve_sdk(
+    tokio::spawn(crate::emulator::sdk::serve_sdk(
         sdk,
         tls,
         em.clone(),
-        crate::app::stopped(rx.clone()),
+        crate::runtime::stopped(rx.clone()),
     ));
-    super::server::serve_api(api, em, crate::app::stopped(rx)).await;
+    crate::emulator::server::serve_api(api, em, crate::runtime::stopped(rx)).await;
     if args.cert_dir.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }

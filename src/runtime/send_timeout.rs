@@ -13,8 +13,8 @@
 //! upstream body. Waiting for the upstream is never counted: only time in which the response
 //! was ready to go and the client did not take it.
 
-use crate::metrics::Metrics;
-use crate::stall::Stall;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::stall::Stall;
 use std::cell::RefCell;
 use std::future::Future;
 use std::io;

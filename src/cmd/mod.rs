@@ -1,6 +1,12 @@
 //! The command line: `run`, `check`, `demo`, `dev`, `emulator` and `cert`. Every failure is one line on stderr and a
 //! non-zero exit, never a panic or a backtrace.
 
+pub mod check;
+pub mod dev;
+#[cfg(feature = "emulator")]
+pub mod emulator;
+pub mod run;
+
 use crate::config::Config;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -42,10 +48,10 @@ pub enum Command {
         shell: bool,
     },
     /// Local HTTPS dev server in front of a local app: one seat, loopback only.
-    Dev(Box<crate::dev::DevArgs>),
+    Dev(Box<crate::cmd::dev::DevArgs>),
     /// The local CCC API emulator and its stand-in Web SDK origin.
     #[cfg(feature = "emulator")]
-    Emulator(Box<crate::emulator::command::EmulatorArgs>),
+    Emulator(Box<crate::cmd::emulator::EmulatorArgs>),
     /// Write a development CA (name-constrained to the hosts) and a leaf certificate as PEM.
     Cert {
         #[arg(long, value_name = "DIR")]
@@ -80,13 +86,15 @@ pub fn main() -> ExitCode {
                 Ok(rt) => rt,
                 Err(e) => return fail(&e),
             };
-            match rt.block_on(crate::emulator::command::run(*args)) {
+            match rt.block_on(crate::cmd::emulator::run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
         }
         Command::Cert { out, hosts } => {
-            match crate::devcert::generate(&hosts).and_then(|c| crate::devcert::write(&out, &c)) {
+            match crate::listener::tls::devcert::generate(&hosts)
+                .and_then(|c| crate::listener::tls::devcert::write(&out, &c))
+            {
                 Ok(()) => {
                     println!(
                     "wrote {0}/ca.crt, {0}/ca.key, {0}/tls.crt, {0}/tls.key (CA limited to: {1})",
@@ -109,7 +117,7 @@ fn fail(msg: &str) -> ExitCode {
 /// The configuration and the warnings worth showing about it.
 fn load(path: &std::path::Path) -> Result<(Config, Vec<String>), String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    let notes = crate::check::preflight(&config).map_err(|e| e.to_string())?;
+    let notes = crate::cmd::check::preflight(&config).map_err(|e| e.to_string())?;
     Ok((config, notes))
 }
 
@@ -145,7 +153,8 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
 
 #[cfg(feature = "emulator")]
 fn demo(listen: std::net::SocketAddr, host: Option<String>, shell: bool) -> ExitCode {
-    let _log = crate::logging::init(crate::config::LogFormat::Text, "warn,tccc_sidecar=info");
+    let _log =
+        crate::runtime::logging::init(crate::config::LogFormat::Text, "warn,tccc_sidecar=info");
     let rt = match runtime(crate::runtime::worker_threads(None)) {
         Ok(rt) => rt,
         Err(e) => return fail(&e),
@@ -156,13 +165,14 @@ fn demo(listen: std::net::SocketAddr, host: Option<String>, shell: bool) -> Exit
     }
 }
 
-fn dev(args: crate::dev::DevArgs) -> ExitCode {
-    let _log = crate::logging::init(crate::config::LogFormat::Text, "warn,tccc_sidecar=info");
+fn dev(args: crate::cmd::dev::DevArgs) -> ExitCode {
+    let _log =
+        crate::runtime::logging::init(crate::config::LogFormat::Text, "warn,tccc_sidecar=info");
     let rt = match runtime(crate::runtime::worker_threads(None)) {
         Ok(rt) => rt,
         Err(e) => return fail(&e),
     };
-    match rt.block_on(crate::dev::run(args)) {
+    match rt.block_on(crate::cmd::dev::run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }
@@ -173,7 +183,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
-    let _log = crate::logging::init(config.log.format, &config.log.level);
+    let _log = crate::runtime::logging::init(config.log.format, &config.log.level);
     // Through the logger, so that JSON logs stay one JSON object per line.
     for n in notes {
         tracing::warn!("{}", n.trim_start_matches("warning: "));
@@ -184,7 +194,7 @@ fn run(path: &std::path::Path) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(&e),
     };
-    match rt.block_on(crate::app::run(config)) {
+    match rt.block_on(crate::cmd::run::run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e),
     }

@@ -7,8 +7,8 @@
 //! request open until the upstream's own timeout. Time the upstream spends not reading is not
 //! counted: the body is then not asked for anything.
 
-use crate::metrics::Metrics;
-use crate::stall::Stall;
+use crate::runtime::metrics::Metrics;
+use crate::runtime::stall::Stall;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;

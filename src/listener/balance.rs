@@ -9,7 +9,7 @@
 //! Envoy's `exact_balance` does. A hand-off costs one cross-thread wake-up per connection,
 //! nothing per request.
 
-use crate::conn_limit::Slot;
+use crate::runtime::per_address::Slot;
 use prometheus_client::metrics::gauge::Gauge;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -197,7 +197,7 @@ mod tests {
     }
 
     fn slot(peer: SocketAddr) -> Slot {
-        crate::conn_limit::ConnLimit::new(0, 0, vec![])
+        crate::runtime::per_address::ConnLimit::new(0, 0, vec![])
             .acquire(peer.ip())
             .unwrap()
     }

@@ -19,14 +19,14 @@
 //! The shell is never served into a frame, and every shell-mode HTML answer to a navigation
 //! carries `Vary: Sec-Fetch-Dest`; the shell and framed pages are `no-store`.
 
-use crate::proxy::responses::full;
-use crate::proxy::Body;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+pub mod fingerprint;
+
+use crate::wire::responses::full;
+use crate::wire::Body;
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response};
 
-const SEC_FETCH_DEST: HeaderName = HeaderName::from_static("sec-fetch-dest");
-const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
-const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+use crate::wire::names::{SEC_FETCH_DEST, SEC_FETCH_MODE, SEC_FETCH_SITE};
 
 /// The cookie the shell sets (per path, for an hour) when a page broke out of its frame: that
 /// path then gets script mode. It is the sidecar's own and never reaches the upstream.

@@ -70,25 +70,13 @@ pub fn trust_instructions(ca: &std::path::Path) -> String {
     )
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn interrupted() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term => {}
-    }
-}
-
 /// The configuration `dev` runs with, built as a TOML table so that no argument can inject a
 /// key of its own.
-fn config_for(args: &DevArgs, ca: &crate::devcert::LocalCa, ccc: &Ccc) -> Result<Config, String> {
+fn config_for(
+    args: &DevArgs,
+    ca: &crate::listener::tls::devcert::LocalCa,
+    ccc: &Ccc,
+) -> Result<Config, String> {
     use toml::{Table, Value};
     let s = |v: &str| Value::String(v.to_string());
     let path = |p: &std::path::Path| Value::String(p.display().to_string());
@@ -157,7 +145,7 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
     }
     let dir = ca_dir(&args)?;
     let hosts: Vec<String> = LOCAL_HOSTS.iter().map(|h| h.to_string()).collect();
-    let ca = crate::devcert::ensure_local_ca(&dir, &hosts)?;
+    let ca = crate::listener::tls::devcert::ensure_local_ca(&dir, &hosts)?;
     // Credentials the in-process emulator checks signatures with live in a folder of this run.
     let run_dir = std::env::temp_dir().join(format!("tccc-sidecar-dev-{}", std::process::id()));
     let (ccc, emulator_note) = if args.emulator {
@@ -186,7 +174,7 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
 #[cfg(feature = "emulator")]
 async fn start_emulator(
     args: &DevArgs,
-    ca: &crate::devcert::LocalCa,
+    ca: &crate::listener::tls::devcert::LocalCa,
     run_dir: &std::path::Path,
 ) -> Result<(Ccc, Option<String>), String> {
     const SDK_APP_ID: u64 = 1400000000;
@@ -200,8 +188,11 @@ async fn start_emulator(
             .create(run_dir)
             .map_err(|e| format!("{}: cannot create: {e}", run_dir.display()))?;
     }
-    crate::devcert::write_private(&run_dir.join("secret-key"), secret_key.as_bytes())?;
-    crate::devcert::write_private(&run_dir.join("secret-id"), SECRET_ID.as_bytes())?;
+    crate::listener::tls::devcert::write_private(
+        &run_dir.join("secret-key"),
+        secret_key.as_bytes(),
+    )?;
+    crate::listener::tls::devcert::write_private(&run_dir.join("secret-id"), SECRET_ID.as_bytes())?;
     let read = |p: &std::path::Path| {
         std::fs::read_to_string(p).map_err(|e| format!("{}: cannot read: {e}", p.display()))
     };
@@ -236,7 +227,7 @@ async fn start_emulator(
 #[cfg(not(feature = "emulator"))]
 async fn start_emulator(
     _args: &DevArgs,
-    _ca: &crate::devcert::LocalCa,
+    _ca: &crate::listener::tls::devcert::LocalCa,
     _run_dir: &std::path::Path,
 ) -> Result<(Ccc, Option<String>), String> {
     Err(
@@ -247,12 +238,12 @@ async fn start_emulator(
 
 async fn serve(
     args: &DevArgs,
-    ca: &crate::devcert::LocalCa,
+    ca: &crate::listener::tls::devcert::LocalCa,
     ccc: &Ccc,
     emulator_note: Option<String>,
 ) -> Result<(), String> {
     let config = config_for(args, ca, ccc)?;
-    for n in crate::check::preflight(&config).map_err(|e| e.to_string())? {
+    for n in crate::cmd::check::preflight(&config).map_err(|e| e.to_string())? {
         eprintln!("tccc-sidecar: {n}");
     }
     let state = AppState::new(config)?;
@@ -289,7 +280,7 @@ async fn serve(
     println!("  {}", ca.ca_cert.display());
     print!("{}", trust_instructions(&ca.ca_cert));
     println!("  Ctrl-C stops it.");
-    crate::server::serve(listener, state, interrupted())
+    crate::listener::server::serve(listener, state, crate::runtime::interrupted())
         .await
         .map_err(|e| e.to_string())
 }

@@ -90,7 +90,7 @@ pub struct Seats {
     file: Option<PathBuf>,
     template: Option<String>,
     map: ArcSwap<SeatMap>,
-    metrics: Arc<crate::metrics::Metrics>,
+    metrics: Arc<crate::runtime::metrics::Metrics>,
 }
 
 impl Seats {
@@ -98,7 +98,7 @@ impl Seats {
     pub fn load(
         file: Option<PathBuf>,
         template: Option<String>,
-        metrics: Arc<crate::metrics::Metrics>,
+        metrics: Arc<crate::runtime::metrics::Metrics>,
     ) -> Result<Arc<Seats>, String> {
         let map = match &file {
             Some(p) => read(p)?,
@@ -149,7 +149,7 @@ impl Seats {
             return;
         };
         let seats = self.clone();
-        crate::watch::spawn(vec![path], interval, move || seats.reload());
+        crate::runtime::watch::spawn(vec![path], interval, move || seats.reload());
     }
 }
 
@@ -168,7 +168,7 @@ mod tests {
             file: None,
             template: template.map(str::to_string),
             map: ArcSwap::from_pointee(parse(text, Path::new("seats.toml")).unwrap()),
-            metrics: Arc::new(crate::metrics::Metrics::new()),
+            metrics: Arc::new(crate::runtime::metrics::Metrics::new()),
         }
     }
 

@@ -45,10 +45,7 @@ impl std::fmt::Display for PoolError {
     }
 }
 
-/// The most an upstream connection reads at once, and so the largest body chunk it hands on.
-/// hyper's default read buffer grows to ~400 KB per connection; with many slow clients that is
-/// the proxy's memory (benches/proxy_bench.py, 200 slow readers).
-pub const READ_BUFFER: usize = 32 * 1024;
+pub use super::upstream::READ_BUFFER;
 
 struct Idle {
     sender: SendRequest<ClientBody>,

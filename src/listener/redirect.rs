@@ -1,9 +1,9 @@
 //! The optional plain-HTTP listener: every request gets `308 Permanent Redirect` to the same
 //! path on HTTPS, so old bookmarks and typed addresses reach the TLS side.
 
-use crate::proxy::responses::{empty, error_page, Reject};
-use crate::proxy::Body;
 use crate::state::{host_without_port, AppState};
+use crate::wire::responses::{empty, error_page, Reject};
+use crate::wire::Body;
 use http::{header, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;

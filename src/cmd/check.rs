@@ -2,8 +2,8 @@
 //! The configuration's keys, the certificates (readable, parsable, key matching, in their
 //! validity window), the upstream CA file, the seats file and the credential files.
 
-use crate::config::{Config, ConfigError};
-use crate::tls::CertStore;
+use crate::config::{Config, ConfigError, ModeSettings};
+use crate::listener::tls::CertStore;
 
 /// Checks that go beyond parsing; returns warnings worth printing, or the first error.
 pub fn preflight(config: &Config) -> Result<Vec<String>, ConfigError> {
@@ -42,21 +42,21 @@ pub fn preflight(config: &Config) -> Result<Vec<String>, ConfigError> {
             ));
         }
     }
-    crate::proxy::upstream::client_tls(&config.upstream)
+    crate::wire::upstream::client_tls(&config.upstream)
         .map_err(|m| config.error_at("upstream.ca_file", m))?;
+    let none = None;
+    let (gateway, hs256, jwks) = match &config.identity.settings {
+        ModeSettings::Header(h) => (&h.gateway_secret_file, &none, &none),
+        ModeSettings::Jwt(j) => (&none, &j.hs256_secret_file, &j.jwks_file),
+        _ => (&none, &none, &none),
+    };
     for (key, path) in [
         ("tccc.secret_id_file", &config.tccc.secret_id_file),
         ("tccc.secret_key_file", &config.tccc.secret_key_file),
         ("tccc.session_token_file", &config.tccc.session_token_file),
-        (
-            "identity.gateway_secret_file",
-            &config.identity.gateway_secret_file,
-        ),
-        (
-            "identity.hs256_secret_file",
-            &config.identity.hs256_secret_file,
-        ),
-        ("identity.jwks_file", &config.identity.jwks_file),
+        ("identity.gateway_secret_file", gateway),
+        ("identity.hs256_secret_file", hs256),
+        ("identity.jwks_file", jwks),
     ] {
         if let Some(p) = path {
             match std::fs::read(p) {
@@ -72,7 +72,7 @@ pub fn preflight(config: &Config) -> Result<Vec<String>, ConfigError> {
         }
     }
     if let Some(p) = &config.inject.shell_key_file {
-        crate::inject::fingerprint::Fingerprints::new(Some(p), None, None).map_err(|e| {
+        crate::inject::shell::fingerprint::Fingerprints::new(Some(p), None, None).map_err(|e| {
             let message = e.strip_prefix("inject.shell_key_file: ").unwrap_or(&e);
             config.error_at("inject.shell_key_file", message.to_string())
         })?;
@@ -81,7 +81,7 @@ pub fn preflight(config: &Config) -> Result<Vec<String>, ConfigError> {
         let text = std::fs::read_to_string(p).map_err(|e| {
             config.error_at("seats.file", format!("{}: cannot read: {e}", p.display()))
         })?;
-        crate::seats::parse(&text, p).map_err(|e| config.error_at("seats.file", e))?;
+        crate::login::seats::parse(&text, p).map_err(|e| config.error_at("seats.file", e))?;
     }
     notes.extend(login_warnings(config));
     Ok(notes)
@@ -97,19 +97,19 @@ pub fn login_warnings(config: &Config) -> Vec<String> {
         );
         return notes;
     }
-    if !crate::config::types::is_tencent_endpoint(&config.tccc.endpoint) {
+    if !crate::config::origin::is_tencent_endpoint(&config.tccc.endpoint) {
         notes.push(format!(
             "warning: tccc.endpoint {} is not Tencent Cloud's API (an emulator?): agents get no real workbench (metric tccc_sidecar_ccc_endpoint_emulator = 1)",
             config.tccc.endpoint
         ));
     }
-    if config.identity.mode == IdentityMode::Header && config.identity.trusted_peers.is_empty() {
+    if config.identity.mode() == IdentityMode::Header && config.identity.trusted_peers.is_empty() {
         notes.push(
             "warning: identity.trusted_peers is empty: in header mode no request can name a user"
                 .into(),
         );
     }
-    if config.identity.mode != IdentityMode::Static
+    if config.identity.mode() != IdentityMode::Static
         && config.seats.file.is_none()
         && config.seats.template.is_none()
     {

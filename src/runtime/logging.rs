@@ -34,7 +34,7 @@ pub fn filter(level: &str) -> EnvFilter {
 /// (one line per request is the hottest log path; formatting it through tracing cost ~15%
 /// of the proxy's CPU per small request).
 pub struct AccessSink {
-    pub writer: crate::logwriter::BatchWriter,
+    pub writer: crate::runtime::logwriter::BatchWriter,
     pub json: bool,
 }
 
@@ -46,15 +46,15 @@ pub fn access_sink() -> Option<&'static AccessSink> {
 }
 
 /// Keeps the log writer thread alive; dropping it flushes what is queued.
-pub struct LogGuard(#[allow(dead_code)] crate::logwriter::FlushGuard);
+pub struct LogGuard(#[allow(dead_code)] crate::runtime::logwriter::FlushGuard);
 
 /// Installs the global subscriber; a second call (tests) is a no-op.
 ///
-/// Lines go through [`crate::logwriter`]: a request never waits on a `write` to stderr,
+/// Lines go through [`crate::runtime::logwriter`]: a request never waits on a `write` to stderr,
 /// lines reach stderr within 100 ms, and none are dropped.
 pub fn init(format: LogFormat, level: &str) -> LogGuard {
     use std::io::IsTerminal;
-    let (writer, guard) = crate::logwriter::batch_writer(std::io::stderr());
+    let (writer, guard) = crate::runtime::logwriter::batch_writer(std::io::stderr());
     let _ = ACCESS.set(AccessSink {
         writer: writer.clone(),
         json: matches!(format, LogFormat::Json),

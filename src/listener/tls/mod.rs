@@ -7,15 +7,16 @@
 //! that fails to load (unreadable, unparsable, key not matching) leaves the old one serving.
 
 mod certs;
+pub mod devcert;
 
 pub use certs::{load_pair, CertInfo, LoadedPair};
 
 use crate::config::ServerConfig as ServerSection;
+use crate::runtime::metrics::{Metrics, ResultLabel};
 use arc_swap::ArcSwap;
 use rustls::crypto::aws_lc_rs as provider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::SupportedCipherSuite;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -114,40 +115,18 @@ impl ResolvesServerCert for CertResolver {
     }
 }
 
-/// Cipher suites by IANA name; an empty list means the provider's modern defaults
-/// (AES-GCM and ChaCha20-Poly1305 with ECDHE only; rustls has no legacy suites).
-pub fn cipher_suites(names: &[String]) -> Result<Vec<SupportedCipherSuite>, String> {
-    let all = provider::ALL_CIPHER_SUITES;
-    if names.is_empty() {
-        return Ok(provider::DEFAULT_CIPHER_SUITES.to_vec());
-    }
-    names
-        .iter()
-        .map(|n| {
-            all.iter()
-                .find(|s| {
-                    s.suite()
-                        .as_str()
-                        .is_some_and(|name| name.eq_ignore_ascii_case(n))
-                })
-                .copied()
-                .ok_or_else(|| format!("unknown cipher suite {n}"))
-        })
-        .collect()
-}
-
 /// Builds the listener's rustls configuration: versions, suites, ALPN `h2` then `http/1.1`.
 pub fn server_config(
     section: &ServerSection,
     resolver: Arc<CertResolver>,
 ) -> Result<rustls::ServerConfig, String> {
-    let suites = cipher_suites(&section.cipher_suites)?;
-    let versions: &[&'static rustls::SupportedProtocolVersion] = if section.min_tls_version == "1.3"
-    {
-        &[&rustls::version::TLS13]
-    } else {
-        &[&rustls::version::TLS13, &rustls::version::TLS12]
-    };
+    let suites = crate::config::cipher_suites(&section.cipher_suites)?;
+    let versions: &[&'static rustls::SupportedProtocolVersion] =
+        if section.min_tls_version == crate::config::TlsVersion::Tls13 {
+            &[&rustls::version::TLS13]
+        } else {
+            &[&rustls::version::TLS13, &rustls::version::TLS12]
+        };
     let provider = rustls::crypto::CryptoProvider {
         cipher_suites: suites,
         ..provider::default_provider()
@@ -180,4 +159,66 @@ pub fn simple_server_config(cert_pem: &str, key_pem: &str) -> Result<rustls::Ser
             .map_err(|e| e.to_string())?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
+}
+
+/// The TLS side of the listener: the certificates served and the rustls settings over them.
+/// Built once at start; only the certificates behind the resolver change afterwards.
+pub struct Tls {
+    pub certs: Arc<CertResolver>,
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+impl Tls {
+    /// Loads the certificates and builds the rustls settings; an error is one line naming
+    /// the problem.
+    pub fn load(section: &ServerSection) -> Result<Tls, String> {
+        let store = CertStore::load(section)?;
+        for info in &store.infos {
+            warn_about_validity(info);
+        }
+        let certs = CertResolver::new(store);
+        let config = server_config(section, certs.clone())?;
+        Ok(Tls {
+            certs,
+            config: Arc::new(config),
+        })
+    }
+
+    /// Re-reads the certificates whenever their files change; a bad new pair keeps the old one.
+    pub fn watch(&self, section: &ServerSection, metrics: Arc<Metrics>) {
+        let files = CertStore::files(section);
+        let certs = self.certs.clone();
+        let section = section.clone();
+        crate::runtime::watch::spawn(files, section.reload_interval.get(), move || {
+            let result = match CertStore::load(&section) {
+                Ok(store) => {
+                    for info in &store.infos {
+                        warn_about_validity(info);
+                    }
+                    certs.replace(store);
+                    tracing::info!("certificates reloaded");
+                    "ok"
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "certificate reload failed; still serving the previous certificate");
+                    "error"
+                }
+            };
+            metrics
+                .tls_reloads
+                .get_or_create(&ResultLabel { result })
+                .inc();
+        });
+    }
+}
+
+fn warn_about_validity(info: &CertInfo) {
+    let left = info.seconds_left();
+    if left < 0 {
+        tracing::error!(file = %info.file, "certificate has expired");
+    } else if info.not_yet_valid() {
+        tracing::error!(file = %info.file, "certificate is not valid yet");
+    } else if left < 14 * 86400 {
+        tracing::warn!(file = %info.file, days_left = left / 86400, "certificate expires soon");
+    }
 }
