@@ -1,63 +1,59 @@
-//! What every request handler shares: the configuration, the certificates, the upstream
-//! connection pool and the metrics. Built once at start; parts that change at run time (certificates)
-//! sit behind atomic swaps.
+//! What every request handler shares, in two parts.
+//!
+//! A [`Snapshot`]: everything a request reads from the configuration (the file itself, the
+//! routing paths, the injector, the diagnostics page, the host rules), immutable and behind an
+//! `ArcSwap`, so that a request takes it once when it starts and keeps it to the end, and a
+//! new configuration can replace it whole. Beside it, what must outlive any one snapshot: the
+//! identity source and its cache, the login endpoint with its rate limiters and CCC client,
+//! the upstream connection pool, the metrics and the per-address counters.
 
 use crate::config::Config;
+use crate::identity::Identity;
 use crate::login::LoginService;
 use crate::runtime::metrics::Metrics;
 use crate::wire::pool::Pool;
+use arc_swap::ArcSwap;
 use http::HeaderValue;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// Facts about one client connection, shared by its requests.
-#[derive(Debug)]
-pub struct ConnInfo {
-    pub peer: SocketAddr,
-    /// The forwarding headers its requests share.
-    pub forwarding: crate::wire::forwarded::PeerHeaders,
-    /// Its address's requests in flight, when that address is limited.
-    pub in_flight: Option<crate::runtime::per_address::InFlight>,
-}
-
-impl ConnInfo {
-    pub fn new(
-        peer: SocketAddr,
-        in_flight: Option<crate::runtime::per_address::InFlight>,
-    ) -> ConnInfo {
-        ConnInfo {
-            peer,
-            forwarding: crate::wire::forwarded::PeerHeaders::new(peer.ip()),
-            in_flight,
-        }
-    }
-}
-
-pub struct AppState {
+/// What a request needs from the configuration, taken once per request.
+pub struct Snapshot {
     pub config: Config,
-    /// Connections to the upstream; one pool per worker thread.
-    pub pool: Arc<Pool>,
-    pub metrics: Arc<Metrics>,
+    /// `server.hsts`, ready to send.
     pub hsts: Option<HeaderValue>,
-    /// The login endpoint and identity; one per process, shared by the workers, so that the
-    /// rate limits and the identity cache are per process.
-    pub login: Arc<LoginService>,
     pub inject: Arc<crate::inject::Injector>,
     /// The diagnostics page, unless `inject.diag_path` is empty.
     pub diag: Option<Arc<crate::diag::Diag>>,
-    /// Set on SIGTERM: `/readyz` fails from then on, during `server.shutdown_delay`.
-    pub terminating: Arc<std::sync::atomic::AtomicBool>,
-    /// Open connections per client address; shared by the workers.
-    pub conn_limit: Arc<crate::runtime::per_address::ConnLimit>,
     server_names: Vec<String>,
     public_origin: Option<String>,
 }
 
-impl AppState {
-    /// Builds the upstream client and every feature's state; an error is one line naming the
-    /// problem. Certificates are the listener's (`listener::tls::Tls`).
-    pub fn new(config: Config) -> Result<Arc<AppState>, String> {
-        let pool = Pool::new(&config.upstream)?;
+pub struct AppState {
+    current: Arc<ArcSwap<Snapshot>>,
+    /// The snapshot the process started with, for what is set up once (listeners, workers,
+    /// the accept loop's timeouts).
+    first: Arc<Snapshot>,
+    /// Connections to the upstream; one pool per worker thread.
+    pub pool: Arc<Pool>,
+    pub metrics: Arc<Metrics>,
+    /// Who a request's user is; used by the proxy on every request and by the login
+    /// endpoint. One per process, so that its cache is.
+    pub identity: Arc<Identity>,
+    /// The login endpoint; one per process, shared by the workers, so that the rate limits
+    /// are per process.
+    pub login: Arc<LoginService>,
+    /// Set on SIGTERM: `/readyz` fails from then on, during `server.shutdown_delay`.
+    pub terminating: Arc<std::sync::atomic::AtomicBool>,
+    /// Open connections and requests in flight per client address; shared by the workers.
+    pub conn_limit: Arc<crate::runtime::per_address::ConnLimit>,
+}
+
+impl Snapshot {
+    fn new(
+        config: Config,
+        metrics: &Arc<Metrics>,
+        learned: Arc<crate::inject::csp::LearnedOrigins>,
+    ) -> Result<Snapshot, String> {
         let hsts = match &config.server.hsts {
             Some(v) => Some(
                 HeaderValue::from_str(v)
@@ -76,60 +72,20 @@ impl AppState {
             .public_origin
             .as_deref()
             .and_then(crate::config::origin::parse_origin);
-        let metrics = Arc::new(Metrics::new());
-        if config.tccc.sdk_app_id.is_some()
-            && !crate::config::origin::is_tencent_endpoint(&config.tccc.endpoint)
-        {
-            metrics.ccc_endpoint_emulator.set(1);
-        }
-        let learned = Arc::new(crate::inject::csp::LearnedOrigins::default());
-        let login = Arc::new(LoginService::from_config(
-            &config,
-            metrics.clone(),
-            learned.clone(),
-        )?);
         let inject = Arc::new(crate::inject::Injector::from_config(
             &config,
             metrics.clone(),
             learned,
         ));
         let diag = crate::diag::Diag::from_config(&config, inject.learned.clone()).map(Arc::new);
-        let conn_limit = crate::runtime::per_address::ConnLimit::new(
-            config.server.max_connections_per_client,
-            config.server.max_requests_in_flight_per_client,
-            config.server.trusted_proxies.clone(),
-        );
-        Ok(Arc::new(AppState {
-            conn_limit,
+        Ok(Snapshot {
             config,
-            pool,
-            metrics,
             hsts,
-            login,
             inject,
             diag,
-            terminating: Default::default(),
             server_names,
             public_origin,
-        }))
-    }
-
-    /// The same state with an upstream client (and connection pool) of its own, for a worker
-    /// thread: a request and its upstream connection then never leave that thread.
-    pub fn for_worker(&self) -> Result<Arc<AppState>, String> {
-        Ok(Arc::new(AppState {
-            config: self.config.clone(),
-            pool: Pool::new(&self.config.upstream)?,
-            metrics: self.metrics.clone(),
-            hsts: self.hsts.clone(),
-            login: self.login.clone(),
-            inject: self.inject.clone(),
-            diag: self.diag.clone(),
-            terminating: self.terminating.clone(),
-            conn_limit: self.conn_limit.clone(),
-            server_names: self.server_names.clone(),
-            public_origin: self.public_origin.clone(),
-        }))
+        })
     }
 
     /// Whether `host` (with or without a port) is one this server answers for.
@@ -149,11 +105,76 @@ impl AppState {
             None => format!("https://{}", host.to_ascii_lowercase()),
         }
     }
+}
+
+impl AppState {
+    /// Builds the upstream client and every feature's state; an error is one line naming the
+    /// problem. Certificates are the listener's (`listener::tls::Tls`).
+    pub fn new(config: Config) -> Result<Arc<AppState>, String> {
+        let pool = Pool::new(&config.upstream)?;
+        let metrics = Arc::new(Metrics::new());
+        if config.tccc.sdk_app_id.is_some()
+            && !crate::config::origin::is_tencent_endpoint(&config.tccc.endpoint)
+        {
+            metrics.ccc_endpoint_emulator.set(1);
+        }
+        let learned = Arc::new(crate::inject::csp::LearnedOrigins::default());
+        let identity = Identity::from_config(&config, metrics.clone())?;
+        let login = Arc::new(LoginService::from_config(
+            &config,
+            metrics.clone(),
+            learned.clone(),
+        )?);
+        let conn_limit = crate::runtime::per_address::ConnLimit::new(
+            config.server.max_connections_per_client,
+            config.server.max_requests_in_flight_per_client,
+            config.server.trusted_proxies.clone(),
+        );
+        let snapshot = Arc::new(Snapshot::new(config, &metrics, learned)?);
+        Ok(Arc::new(AppState {
+            current: Arc::new(ArcSwap::new(snapshot.clone())),
+            first: snapshot,
+            conn_limit,
+            pool,
+            metrics,
+            identity,
+            login,
+            terminating: Default::default(),
+        }))
+    }
+
+    /// The configuration the process started with: what listeners and workers are set up
+    /// from once. A request reads [`AppState::snapshot`] instead.
+    pub fn config(&self) -> &Config {
+        &self.first.config
+    }
+
+    /// The snapshot a request works with from its start to its end.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The same state with an upstream client (and connection pool) of its own, for a worker
+    /// thread: a request and its upstream connection then never leave that thread.
+    pub fn for_worker(&self) -> Result<Arc<AppState>, String> {
+        Ok(Arc::new(AppState {
+            current: self.current.clone(),
+            first: self.first.clone(),
+            pool: Pool::new(&self.first.config.upstream)?,
+            metrics: self.metrics.clone(),
+            identity: self.identity.clone(),
+            login: self.login.clone(),
+            terminating: self.terminating.clone(),
+            conn_limit: self.conn_limit.clone(),
+        }))
+    }
 
     /// Everything that runs beside the listeners: seats and key-file watches, JWKS refreshes,
     /// limiter housekeeping. Needs a Tokio runtime.
     pub fn start_background(self: &Arc<Self>) {
-        self.login.spawn_background(&self.config);
+        let config = &self.first.config;
+        self.identity.spawn_background(config);
+        self.login.spawn_background(config);
     }
 }
 

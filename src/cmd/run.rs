@@ -42,7 +42,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         _ => {}
     }
     let state = AppState::new(config)?;
-    let cfg = &state.config;
+    let cfg = state.config();
     let certs = crate::listener::tls::Tls::load(&cfg.server)?;
     let tls = bind(cfg.server.listen, "server.listen").await?;
     let admin = match cfg.server.admin_listen {

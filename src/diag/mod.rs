@@ -85,6 +85,7 @@ impl Diag {
         peer: IpAddr,
         host: &str,
         login: &LoginService,
+        identity: &crate::identity::Identity,
     ) -> Response<Body> {
         if *method != Method::GET && *method != Method::HEAD {
             let mut r = Response::new(empty());
@@ -93,7 +94,7 @@ impl Diag {
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
             return r;
         }
-        let status = login.status(headers, peer, host).await;
+        let status = login.status(identity, headers, peer, host).await;
         let sign_in = sign_in_json(&status, login.ccc_configured());
         let probes = self.probes();
         let config = serde_json::json!({

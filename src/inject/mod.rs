@@ -62,12 +62,23 @@ pub struct Prepared {
     /// Shell mode, a framed page: the fingerprint of its user for the bridge tag
     /// ([`fingerprint::ANONYMOUS`] when nobody is signed in, `None` when unknown).
     pub user: Option<String>,
+    /// The gate's verdict on the response head, once asked (see [`Prepared::check_response`]).
+    checked: Option<Result<(Coding, String), &'static str>>,
 }
 
 impl Prepared {
     /// Whether the answer, if it is a page, needs the user's fingerprint.
     pub fn wants_user(&self) -> bool {
         matches!(self.role, Role::Framed { .. }) && self.plan.is_ok()
+    }
+
+    /// Whether the response head allows the loader into the page. Asked once: the verdict is
+    /// kept for [`Injector::respond`], which would otherwise ask again.
+    pub fn check_response(&mut self, status: StatusCode, headers: &HeaderMap) -> bool {
+        let verdict = gate::response_check(status, headers);
+        let ok = verdict.is_ok();
+        self.checked = Some(verdict);
+        ok
     }
 }
 
@@ -133,6 +144,7 @@ impl Injector {
                 navigation,
                 role,
                 user: None,
+                checked: None,
             };
         }
         // A framed page answering a form POST still needs its bridge.
@@ -161,6 +173,7 @@ impl Injector {
             navigation,
             role,
             user: None,
+            checked: None,
         }
     }
 
@@ -205,7 +218,11 @@ impl Injector {
             weaken_etag(&mut parts.headers);
             return Response::from_parts(parts, boxed(body));
         }
-        let (coding, content_type) = match gate::response_check(parts.status, &parts.headers) {
+        let verdict = match prepared.checked {
+            Some(v) => v,
+            None => gate::response_check(parts.status, &parts.headers),
+        };
+        let (coding, content_type) = match verdict {
             Ok(x) => x,
             Err(reason) => {
                 if prepared.navigation || gate::looks_like_a_page(&HeaderMap::new(), &parts.headers)

@@ -69,7 +69,7 @@ async fn readiness(state: &AppState) -> Result<(), &'static str> {
     if state.terminating.load(std::sync::atomic::Ordering::Relaxed) {
         return Err("shutting down");
     }
-    let u = &state.config.upstream.url;
+    let u = &state.config().upstream.url;
     let addr = (u.host.as_str(), u.port);
     match tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(addr)).await {
         Ok(Ok(_)) => Ok(()),

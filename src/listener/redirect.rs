@@ -47,16 +47,16 @@ fn redirect(state: &AppState, req: &Request<Incoming>) -> Response<Body> {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| h.parse::<http::uri::Authority>().is_ok() && !h.contains('@'));
-    let origin = match (state.config.server.public_origin.as_deref(), host) {
+    let origin = match (state.config().server.public_origin.as_deref(), host) {
         (Some(o), _) => o.trim_end_matches('/').to_string(),
-        (None, Some(h)) if state.host_allowed(h) => {
+        (None, Some(h)) if state.snapshot().host_allowed(h) => {
             let name = host_without_port(h);
             let name = if name.contains(':') {
                 format!("[{name}]")
             } else {
                 name.to_string()
             };
-            match state.config.server.listen.port() {
+            match state.config().server.listen.port() {
                 443 => format!("https://{name}"),
                 p => format!("https://{name}:{p}"),
             }

@@ -10,8 +10,9 @@ use crate::listener::balance;
 use crate::listener::drain::{Drain, Watcher};
 use crate::listener::tls::Tls;
 use crate::proxy;
+use crate::proxy::ConnInfo;
 use crate::runtime::send_timeout::{Guarded, StreamExecutor};
-use crate::state::{AppState, ConnInfo};
+use crate::state::AppState;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::Service;
@@ -37,7 +38,7 @@ struct Builders {
 }
 
 fn builders(state: &AppState) -> Builders {
-    let s = &state.config.server;
+    let s = &state.config().server;
     let mut h1 = http1::Builder::new();
     h1.timer(TokioTimer::new())
         .header_read_timeout(s.header_read_timeout.get())
@@ -118,8 +119,8 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let tls = Tls::load(&state.config.server).map_err(std::io::Error::other)?;
-    tls.watch(&state.config.server, state.metrics.clone());
+    let tls = Tls::load(&state.config().server).map_err(std::io::Error::other)?;
+    tls.watch(&state.config().server, state.metrics.clone());
     serve_as(listener, state, tls.config, shutdown, None).await
 }
 
@@ -144,7 +145,7 @@ async fn serve_as(
         acceptor: TlsAcceptor::from(tls),
         builders: Arc::new(builders(&state)),
         drain: Drain::new(),
-        handshake_timeout: state.config.server.handshake_timeout.get(),
+        handshake_timeout: state.config().server.handshake_timeout.get(),
         state,
     };
     let state = &acc.state;
@@ -187,7 +188,7 @@ async fn serve_as(
             acc.adopt(h);
         }
     }
-    let deadline = state.config.server.shutdown_timeout.get();
+    let deadline = state.config().server.shutdown_timeout.get();
     tokio::select! {
         _ = acc.drain.shutdown() => tracing::info!("all connections drained"),
         _ = tokio::time::sleep(deadline) => tracing::warn!("shutdown deadline reached; closing remaining connections"),
@@ -289,8 +290,8 @@ pub async fn serve_workers(
     workers: usize,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let tls = Tls::load(&state.config.server).map_err(std::io::Error::other)?;
-    tls.watch(&state.config.server, state.metrics.clone());
+    let tls = Tls::load(&state.config().server).map_err(std::io::Error::other)?;
+    tls.watch(&state.config().server, state.metrics.clone());
     serve_workers_with(listener, state, &tls, workers, shutdown).await
 }
 

@@ -33,7 +33,6 @@ const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
 pub struct LoginService {
     allow_get: bool,
     trusted_proxies: Vec<Cidr>,
-    pub identity: Arc<Identity>,
     pub seats: Arc<Seats>,
     limits: Arc<Limits>,
     ccc: Option<CccClient>,
@@ -48,6 +47,8 @@ pub struct LoginService {
 
 /// What the endpoint needs to know about the request besides its headers.
 pub struct LoginRequest<'a> {
+    /// The application's identity source (the proxy uses the same one on every request).
+    pub identity: &'a Identity,
     pub method: &'a Method,
     pub headers: &'a HeaderMap,
     pub peer: IpAddr,
@@ -56,13 +57,12 @@ pub struct LoginRequest<'a> {
 }
 
 impl LoginService {
-    /// Builds identity, seats, limits and the CCC client; errors name the key.
+    /// Builds seats, limits and the CCC client; errors name the key.
     pub fn from_config(
         config: &Config,
         metrics: Arc<Metrics>,
         learned: Arc<crate::inject::csp::LearnedOrigins>,
     ) -> Result<LoginService, String> {
-        let identity = Identity::from_config(config, metrics.clone())?;
         let seats = Seats::load(
             config.seats.file.clone(),
             config.seats.template.clone(),
@@ -109,7 +109,6 @@ impl LoginService {
             fingerprints,
             allow_get: l.allow_get,
             trusted_proxies: config.server.trusted_proxies.clone(),
-            identity,
             seats,
             limits,
             ccc,
@@ -119,13 +118,12 @@ impl LoginService {
         })
     }
 
-    /// File watches, JWKS refreshes and limiter housekeeping.
+    /// File watches and limiter housekeeping.
     pub fn spawn_background(&self, config: &Config) {
         self.seats.watch(config.server.reload_interval.get());
         if let Some(c) = &self.credentials {
             c.watch(config.server.reload_interval.get());
         }
-        self.identity.spawn_background(config);
         let limits = Arc::downgrade(&self.limits);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -191,7 +189,7 @@ impl LoginService {
         if let Err(wait) = self.limits.client(client) {
             return rate_limited(wait, "rate_limited_client");
         }
-        let who = match self.identity.resolve(req.headers, req.peer, req.host).await {
+        let who = match req.identity.resolve(req.headers, req.peer, req.host).await {
             Ok(w) => w,
             Err(IdentityError::Unauthenticated(why)) => {
                 tracing::debug!(reason = why, "login: no identity");
@@ -312,11 +310,17 @@ pub enum SignInStatus {
 
 impl LoginService {
     /// The sign-in and seat status of a request, for `/__tccc/diag`.
-    pub async fn status(&self, headers: &HeaderMap, peer: IpAddr, host: &str) -> SignInStatus {
+    pub async fn status(
+        &self,
+        identity: &Identity,
+        headers: &HeaderMap,
+        peer: IpAddr,
+        host: &str,
+    ) -> SignInStatus {
         if self.limits.client(self.client_ip(headers, peer)).is_err() {
             return SignInStatus::RateLimited;
         }
-        match self.identity.resolve(headers, peer, host).await {
+        match identity.resolve(headers, peer, host).await {
             Ok(Who::Seat(seat)) => SignInStatus::Seat { user: None, seat },
             Ok(Who::User(user)) => match self.seats.seat_for(&user) {
                 Some(seat) => SignInStatus::Seat {

@@ -1,13 +1,99 @@
-//! Response-header rewrites that keep a legacy plain-HTTP app working behind TLS.
+//! The response filter: every edit of a response head on its way to the client, in one place.
 //!
-//! - `Location`, `Content-Location` and `Refresh` that point at the upstream's own origin are
-//!   rewritten to the public origin, as nginx's `proxy_redirect default` does. Since the
-//!   sidecar keeps the client's `Host`, apps that build absolute URLs from it write
-//!   `http://<public host>/...`: those are moved to `https` too.
-//! - Cookies set over the TLS side get `Secure`, so that a session cookie is never later sent
-//!   over plain HTTP.
+//! - The upstream's answer loses its hop-by-hop fields; `Location`, `Content-Location` and
+//!   `Refresh` that point at the upstream's own origin are rewritten to the public origin, as
+//!   nginx's `proxy_redirect default` does (since the sidecar keeps the client's `Host`, apps
+//!   that build absolute URLs from it write `http://<public host>/...`: those move to `https`
+//!   too); cookies set over the TLS side get `Secure`, so that a session cookie is never later
+//!   sent over plain HTTP; `Via`; `upgrade-insecure-requests` on pages when configured.
+//! - A granted protocol switch says which protocol it switched to, and nothing else hop-by-hop.
+//! - The sidecar's own refusals end an HTTP/1.1 connection when they must, and say when to
+//!   come back when the refusal is a limit.
+//! - Every answer on the TLS listener, proxied or not, gets `Strict-Transport-Security`.
+//!
+//! The edits that exist only because a page gets the loader (its CSP, `Content-Length`,
+//! `ETag`, framing in shell mode) are the body filter's, made by `inject` as it decides to
+//! rewrite the page.
 
-use http::header::{HeaderMap, HeaderValue, CONTENT_LOCATION, LOCATION, SET_COOKIE};
+use super::refusal::Refusal;
+use crate::state::Snapshot;
+use crate::wire::hop;
+use crate::wire::names::{REFRESH, VIA};
+use crate::wire::responses::error_page;
+use crate::wire::Body;
+use http::header::{self, HeaderMap, HeaderValue, CONTENT_LOCATION, LOCATION, SET_COOKIE};
+use http::Response;
+
+/// The upstream's response head, rewritten for the client.
+pub fn upstream_response(snap: &Snapshot, host: &str, h: &mut HeaderMap) {
+    hop::strip(h);
+    let cfg = &snap.config;
+    let has_redirect =
+        h.contains_key(LOCATION) || h.contains_key(CONTENT_LOCATION) || h.contains_key(REFRESH);
+    // Most answers carry none of these: the public origin is worked out only when needed.
+    if cfg.upstream.rewrite_redirects && has_redirect {
+        let upstream = &cfg.upstream.url;
+        RedirectRewriter {
+            upstream_origin: &upstream.origin,
+            upstream_default_port: upstream.authority.port().is_none(),
+            public_origin: &snap.public_origin_for(host),
+            client_host: host,
+        }
+        .apply(h);
+    }
+    if cfg.server.secure_cookies {
+        secure_cookies(h);
+    }
+    if cfg.server.via {
+        h.append(header::VIA, HeaderValue::from_static(VIA));
+    }
+    if cfg.server.upgrade_insecure_requests && is_html(h) {
+        h.append(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("upgrade-insecure-requests"),
+        );
+    }
+}
+
+/// A granted protocol switch (`101`): the upstream's hop-by-hop fields go, and the answer
+/// names the protocol the client asked for.
+pub fn switching_protocols(h: &mut HeaderMap, protocol: HeaderValue) {
+    hop::strip(h);
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, protocol);
+}
+
+/// The page for one of the sidecar's own refusals.
+pub fn refusal(refusal: Refusal, http1: bool) -> Response<Body> {
+    let reject = refusal.reject();
+    let mut page = error_page(reject);
+    let h = page.headers_mut();
+    if reject.close && http1 {
+        // hyper ends the connection after an answer that says so.
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    if refusal == Refusal::ClientRequestsInFlight {
+        // A limit, not a fault: the client may come back shortly.
+        h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    page
+}
+
+/// Headers every answer on the TLS listener carries, proxied or not.
+pub fn every_answer(snap: &Snapshot, h: &mut HeaderMap) {
+    if let Some(hsts) = &snap.hsts {
+        if !h.contains_key(header::STRICT_TRANSPORT_SECURITY) {
+            h.insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+        }
+    }
+}
+
+fn is_html(h: &HeaderMap) -> bool {
+    h.get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"))
+}
 
 /// The origins a redirect may name and what they become.
 pub struct RedirectRewriter<'a> {
@@ -53,10 +139,10 @@ impl RedirectRewriter<'_> {
                 }
             }
         }
-        let refresh = headers.get("refresh").and_then(|v| v.to_str().ok());
+        let refresh = headers.get(REFRESH).and_then(|v| v.to_str().ok());
         if let Some(new) = refresh.and_then(|r| self.rewrite_refresh(r)) {
             if let Ok(v) = HeaderValue::from_str(&new) {
-                headers.insert("refresh", v);
+                headers.insert(REFRESH, v);
             }
         }
     }

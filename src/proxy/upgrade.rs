@@ -7,7 +7,7 @@
 //! upstream, with any path, authority and identity header. A refused upgrade goes on as a
 //! plain request, its `Upgrade` removed with the other hop-by-hop fields.
 
-use super::hop::connection_tokens;
+use crate::wire::hop::connection_tokens;
 use base64::Engine;
 use http::header::{HeaderMap, HeaderValue, UPGRADE};
 use sha2::Digest;

@@ -27,22 +27,20 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tower_service::Service;
 
-/// Why a request got no response from the upstream.
-#[derive(Debug)]
+/// Why a forwarded request got no answer from the upstream.
+#[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     /// No connection could be made (refused, timed out, TLS failed).
+    #[error("connect: {}", super::ErrorChain(.0.as_ref()))]
     Connect(BoxError),
     /// The request failed on an open connection (reset, malformed response).
+    #[error("{}", super::ErrorChain(.0))]
     Request(hyper::Error),
-}
-
-impl std::fmt::Display for PoolError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PoolError::Connect(e) => write!(f, "connect: {}", super::ErrorChain(e.as_ref())),
-            PoolError::Request(e) => write!(f, "{}", super::ErrorChain(e)),
-        }
-    }
+    /// The answer's `Transfer-Encoding` names a coding besides `chunked`: hyper has undone
+    /// `chunked`, and the rest would reach the client as body bytes with nothing left to say
+    /// how to decode them.
+    #[error("the answer's transfer coding is not chunked alone")]
+    Framing,
 }
 
 pub use super::upstream::READ_BUFFER;
@@ -107,7 +105,7 @@ impl Pool {
                 None => (Box::pin(self.connect()).await?, false),
             };
             match sender.try_send_request(req).await {
-                Ok(resp) => return Ok(self.wrap(sender, resp)),
+                Ok(resp) => return self.wrap(sender, resp),
                 Err(mut e) => match e.take_message() {
                     // Closed while idle, before a byte of this request was written: the one
                     // case in which it may go again. Each pass uses up a pooled connection,
@@ -157,8 +155,11 @@ impl Pool {
         self: &Arc<Self>,
         sender: SendRequest<ClientBody>,
         resp: Response<Incoming>,
-    ) -> Response<PooledBody> {
+    ) -> Result<Response<PooledBody>, PoolError> {
         let (mut parts, inner) = resp.into_parts();
+        if !super::hop::only_chunked(&parts.headers) {
+            return Err(PoolError::Framing);
+        }
         // Both framings (RFC 9112 §6.3): the body was read by its chunks, so the stale length
         // goes before anyone downstream believes it, and a connection whose framing was
         // doubtful is not used again.
@@ -173,7 +174,7 @@ impl Pool {
         if body.inner.is_end_stream() {
             body.release();
         }
-        Response::from_parts(parts, body)
+        Ok(Response::from_parts(parts, body))
     }
 
     /// Takes back a connection whose response has been read to the end.
