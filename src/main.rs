@@ -4,8 +4,8 @@
 /// and it keeps freed memory for reuse, where glibc hands every block over 128 KiB (a
 /// compressor's window, a large buffer) back to the kernel and pays page faults to get it
 /// again on the next response. Built without transparent huge pages (`no_thp`): with them,
-/// one live block could keep a whole 2 MiB page resident, and 10,000 idle connections cost
-/// 46.5 KiB each instead of 33.4 (benches/idle_conns.py), at no measured cost in speed.
+/// one live block could keep a whole 2 MiB page resident, which makes each idle connection
+/// cost markedly more memory (`benches/idle_conns.py` measures it).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

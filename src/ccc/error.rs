@@ -1,27 +1,31 @@
 //! What can go wrong when asking CCC for a login token, and whether trying again can help.
 
-use std::fmt;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CccError {
     /// The service answered with an error envelope.
+    #[error("CCC answered {code}: {message} (RequestId {request_id})")]
     Api {
         code: String,
         message: String,
         request_id: String,
     },
     /// No connection could be made (nothing was sent).
+    #[error("cannot connect to CCC: {0}")]
     Connect(String),
     /// The service did not answer within the per-call timeout.
+    #[error("CCC did not answer in time")]
     Timeout,
     /// An answer that is not a CCC answer: a non-200 status, not JSON, too large, fields missing.
+    #[error("invalid answer from CCC: {0}")]
     Invalid(String),
     /// The answer's SdkURL failed the policy check; the URL itself is never kept.
+    #[error("{reason} (RequestId {request_id})")]
     SdkUrlRejected {
         reason: &'static str,
         request_id: String,
     },
     /// No credentials are configured or loadable.
+    #[error("no Tencent Cloud credentials are available")]
     NoCredentials,
 }
 
@@ -69,26 +73,3 @@ impl CccError {
 fn is_rate_limited(code: &str) -> bool {
     code == "RequestLimitExceeded" || code.starts_with("RequestLimitExceeded.")
 }
-
-impl fmt::Display for CccError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            CccError::Api {
-                code,
-                message,
-                request_id,
-            } => {
-                write!(f, "CCC answered {code}: {message} (RequestId {request_id})")
-            }
-            CccError::Connect(e) => write!(f, "cannot connect to CCC: {e}"),
-            CccError::Timeout => f.write_str("CCC did not answer in time"),
-            CccError::Invalid(e) => write!(f, "invalid answer from CCC: {e}"),
-            CccError::SdkUrlRejected { reason, request_id } => {
-                write!(f, "{reason} (RequestId {request_id})")
-            }
-            CccError::NoCredentials => f.write_str("no Tencent Cloud credentials are available"),
-        }
-    }
-}
-
-impl std::error::Error for CccError {}

@@ -1,10 +1,9 @@
 //! A configuration problem located as `file:line: key: message`, and how a key's line is
 //! found in the file's text when the parser could not point at it.
 
-use std::fmt;
-
 /// One configuration problem, located as precisely as the parser allows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", located(self))]
 pub struct ConfigError {
     pub file: String,
     pub line: Option<usize>,
@@ -12,21 +11,18 @@ pub struct ConfigError {
     pub message: String,
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: ", self.file, line)?,
-            None => write!(f, "{}: ", self.file)?,
-        }
-        if self.key.is_empty() {
-            write!(f, "{}", self.message)
-        } else {
-            write!(f, "{}: {}", self.key, self.message)
-        }
+/// `file:line: key: message`, leaving out what is not known.
+fn located(e: &ConfigError) -> String {
+    let at = match e.line {
+        Some(line) => format!("{}:{line}", e.file),
+        None => e.file.clone(),
+    };
+    if e.key.is_empty() {
+        format!("{at}: {}", e.message)
+    } else {
+        format!("{at}: {}: {}", e.key, e.message)
     }
 }
-
-impl std::error::Error for ConfigError {}
 
 /// A rule broken by a value: the key's dotted path and what is wrong. Located into a
 /// [`ConfigError`] once the file's text is at hand.

@@ -42,7 +42,7 @@ pub struct ServerConfig {
     /// Adds `Content-Security-Policy: upgrade-insecure-requests` to HTML answers.
     #[serde(default)]
     pub upgrade_insecure_requests: bool,
-    /// Sends `Via: 1.1 tccc-sidecar` upstream and downstream (RFC 9110 §7.6.3).
+    /// Sends `Via: 1.1 tccc-sidecar` upstream and downstream.
     #[serde(default = "yes")]
     pub via: bool,
     /// How long a client may take to send a request's headers; also bounds an idle HTTP/1.1 keep-alive connection.

@@ -213,7 +213,7 @@ impl<'de> Deserialize<'de> for UpstreamUrl {
     }
 }
 
-/// A token character (RFC 9110 §5.6.2), as protocol and header names are made of.
+/// A token character, as protocol and header names are made of.
 pub fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }

@@ -231,7 +231,7 @@ fn html_titled(status: StatusCode, title: &str, body: &str) -> Response<Body> {
     let title = if title.is_empty() {
         "Demo CRM".to_string()
     } else {
-        format!("{} — Demo CRM", escape(title))
+        format!("{} — Demo CRM", crate::wire::html::escape(title))
     };
     let page = format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
@@ -271,13 +271,6 @@ fn login_page(error: Option<&str>) -> String {
     )
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 fn display_name(user: &str) -> &str {
     USERS
         .iter()
@@ -292,7 +285,7 @@ fn header_bar(user: &str) -> String {
     format!(
         "<p>Logged in as <b id=\"user\">{}</b> · <a id=\"nav-customers\" href=\"/customers\" target=\"_top\">Customers</a> \
          · <a href=\"/logout\">Log out</a></p>",
-        escape(display_name(user))
+        crate::wire::html::escape(display_name(user))
     )
 }
 
@@ -328,7 +321,7 @@ fn customer_page(user: &str, index: usize, notes: &[String]) -> String {
     let (company, contact, phone) = CUSTOMERS[index];
     let notes: String = notes
         .iter()
-        .map(|n| format!("<li class=\"note\">{}</li>", escape(n)))
+        .map(|n| format!("<li class=\"note\">{}</li>", crate::wire::html::escape(n)))
         .collect();
     format!(
         "{}<h1 id=\"company\">{company}</h1><p>Contact: {contact} · Phone: {}</p>\

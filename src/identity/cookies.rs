@@ -1,5 +1,5 @@
-//! Reading named cookies out of a request's `Cookie` headers (RFC 6265 §5.4 syntax:
-//! `a=b; c=d`, possibly split over several fields by HTTP/2).
+//! Reading named cookies out of a request's `Cookie` headers (`a=b; c=d`,
+//! possibly split over several fields by HTTP/2).
 
 use http::header::{HeaderMap, COOKIE};
 

@@ -310,7 +310,7 @@ fn load_local(opts: &JwtOptions) -> Result<Vec<Key>, String> {
             )
         })?;
         let secret = raw.trim_ascii();
-        // RFC 7518 §3.2: an HS256 key must be at least as long as the hash.
+        // An HS256 key shorter than the hash weakens it: the JWA rules refuse it.
         if secret.len() < 32 {
             return Err(format!(
                 "identity.hs256_secret_file: {}: the secret must be at least 32 bytes",

@@ -21,9 +21,11 @@ use std::sync::Arc;
 
 /// Why no user could be named. The reasons are fixed strings: they go to logs and never
 /// carry request data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IdentityError {
+    #[error("no identity: {0}")]
     Unauthenticated(&'static str),
+    #[error("identity source unavailable: {0}")]
     Unavailable(&'static str),
 }
 

@@ -16,8 +16,8 @@ use std::task::{Context, Poll};
 
 /// How much of a chunk is tokenized at first while the tag is still to be placed; each next
 /// slice is twice as long, up to `MAX_SLICE`. Most heads end in the first few hundred bytes,
-/// and every byte tokenized after that is wasted work (it was 4 KiB flat: a fifth of the CPU
-/// per 80 KB page went to tokenizing past the head).
+/// and every byte tokenized after that is wasted work (a flat slice of a few KiB spent a large
+/// share of a page's CPU tokenizing past the head).
 const FIRST_SLICE: usize = 512;
 const MAX_SLICE: usize = 16 * 1024;
 /// Compressed output is gathered across upstream chunks that are ready at once, and sent

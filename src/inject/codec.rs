@@ -68,7 +68,7 @@ pub fn response_coding(h: &HeaderMap) -> Result<Coding, &'static str> {
     }
 }
 
-/// What the client accepts, by `Accept-Encoding` q-values (RFC 9110 §12.5.3).
+/// What the client accepts, by `Accept-Encoding` q-values.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Accepted {
     gzip: bool,
@@ -179,7 +179,7 @@ impl Accepted {
 }
 
 /// Decodes pushed chunks; `Deflate` works out from the first bytes whether it is the zlib
-/// format RFC 9110 means or the raw deflate some servers send.
+/// format the standard means or the raw deflate some servers send.
 pub enum Decoder {
     Identity,
     Gzip(Box<GzDecoder<Vec<u8>>>),

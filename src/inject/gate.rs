@@ -147,7 +147,7 @@ mod tests {
     use super::*;
 
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        crate::inject::test_headers(pairs)
+        crate::test_support::headers(pairs)
     }
 
     #[test]

@@ -92,8 +92,11 @@ impl Injector {
         Injector {
             off: i.mode == crate::config::InjectMode::Off,
             shell: i.mode == crate::config::InjectMode::Shell,
-            loader_src: Arc::from(html_attr(&i.loader_path)),
-            bridge_src: Arc::from(html_attr(&format!("{}?bridge", i.loader_path))),
+            loader_src: Arc::from(crate::wire::html::escape(&i.loader_path)),
+            bridge_src: Arc::from(crate::wire::html::escape(&format!(
+                "{}?bridge",
+                i.loader_path
+            ))),
             loader_path: i.loader_path.clone(),
             csp_mode: i.csp,
             sdk_origins: i.sdk_origins.clone(),
@@ -273,7 +276,7 @@ impl Injector {
         if matches!(prepared.role, Role::Framed { .. }) {
             page.loader_src = self.bridge_src.clone();
             page.bridge = Some(match &prepared.user {
-                Some(u) => format!(" data-tccc-user=\"{}\"", html_attr(u)),
+                Some(u) => format!(" data-tccc-user=\"{}\"", crate::wire::html::escape(u)),
                 None => String::new(),
             });
         }
@@ -419,7 +422,7 @@ fn make_private(h: &mut HeaderMap) {
     }
 }
 
-/// `Content-MD5` (RFC 1864, obsolete but still sent by some servers) would describe the old bytes.
+/// `Content-MD5` (obsolete but still sent by some servers) would describe the old bytes.
 const CONTENT_MD5: header::HeaderName = header::HeaderName::from_static("content-md5");
 
 fn boxed(body: PooledBody) -> Body {
@@ -431,7 +434,7 @@ fn passthrough(resp: Response<PooledBody>) -> Response<Body> {
 }
 
 /// A strong validator no longer describes the rewritten bytes; a weak one still says "same
-/// page" (RFC 9110 §8.8.1), so `If-None-Match` revalidation keeps working.
+/// page", so `If-None-Match` revalidation keeps working.
 fn weaken_etag(h: &mut HeaderMap) {
     if let Some(v) = h.get(header::ETAG) {
         if !v.as_bytes().starts_with(b"W/") {
@@ -467,25 +470,4 @@ pub(crate) fn add_vary(h: &mut HeaderMap, name: &'static str) {
     if !present {
         h.append(header::VARY, HeaderValue::from_static(name));
     }
-}
-
-/// Escapes a configured path for an HTML attribute value.
-fn html_attr(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// A header map from pairs (tests of the inject modules).
-#[cfg(test)]
-pub(crate) fn test_headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut m = HeaderMap::new();
-    for (k, v) in pairs {
-        m.append(
-            header::HeaderName::try_from(*k).unwrap(),
-            HeaderValue::from_str(v).unwrap(),
-        );
-    }
-    m
 }

@@ -1,5 +1,5 @@
 //! The admin listener (plain HTTP, meant for the pod address or loopback): `/healthz` (the
-//! process is alive), `/readyz` (a certificate is loaded and the upstream accepts
+//! process is alive), `/readyz` (not shutting down, and the upstream accepts
 //! connections) and `/metrics` (Prometheus text format).
 
 use crate::state::AppState;
@@ -7,10 +7,6 @@ use crate::wire::responses::full;
 use crate::wire::Body;
 use http::{header, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,25 +17,11 @@ pub async fn serve_admin(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
-    let builder = Arc::new(builder.http1_only());
-    crate::listener::accept_until(listener, shutdown, move |tcp| {
+    crate::listener::accept::serve_plain_http(listener, shutdown, move |req| {
         let state = state.clone();
-        let builder = builder.clone();
-        async move {
-            let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(route(&state, req).await) }
-            });
-            let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
-        }
+        async move { route(&state, req).await }
     })
-    .await;
-    Ok(())
+    .await
 }
 
 async fn route(state: &AppState, req: Request<Incoming>) -> Response<Body> {

@@ -6,13 +6,8 @@ use crate::wire::responses::{empty, error_page, Reject};
 use crate::wire::Body;
 use http::{header, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 
 pub async fn serve_redirect(
@@ -20,25 +15,11 @@ pub async fn serve_redirect(
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10));
-    let builder = Arc::new(builder.http1_only());
-    crate::listener::accept_until(listener, shutdown, move |tcp| {
+    crate::listener::accept::serve_plain_http(listener, shutdown, move |req| {
         let state = state.clone();
-        let builder = builder.clone();
-        async move {
-            let svc = service_fn(move |req| {
-                let state = state.clone();
-                async move { Ok::<_, Infallible>(redirect(&state, &req)) }
-            });
-            let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
-        }
+        async move { redirect(&state, &req) }
     })
-    .await;
-    Ok(())
+    .await
 }
 
 fn redirect(state: &AppState, req: &Request<Incoming>) -> Response<Body> {

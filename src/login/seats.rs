@@ -23,10 +23,6 @@ impl SeatMap {
     pub fn len(&self) -> usize {
         self.entries.len()
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 /// Parses a seats file; an error reads `path:line: message`.

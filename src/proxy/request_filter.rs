@@ -55,11 +55,10 @@ pub fn check(snap: &Snapshot, req: &Request<Incoming>) -> Result<HeaderValue, Re
     Ok(host)
 }
 
-/// The request target's form must be the one its method may use (RFC 9112 §3.2): origin-form
-/// (`/path`), absolute-form whose authority is the `Host` it came with (RFC 9112 §3.2.2, an
-/// `http` or `https` URI), asterisk-form for OPTIONS only; authority-form is CONNECT's, which
-/// is refused before this. Over HTTP/2 a `Host` beside `:authority` must name the same host
-/// (RFC 9113 §8.3.1). Anything else could make the sidecar and the upstream disagree on which
+/// The request target's form must be the one its method may use: origin-form (`/path`),
+/// absolute-form whose authority is the `Host` it came with (an `http` or `https` URI),
+/// asterisk-form for OPTIONS only; authority-form is CONNECT's, which is refused before this.
+/// Over HTTP/2 a `Host` beside `:authority` must name the same host. Anything else could make the sidecar and the upstream disagree on which
 /// host or resource a request is for.
 fn check_target(req: &Request<Incoming>) -> Result<(), Refusal> {
     let uri = req.uri();
@@ -119,7 +118,7 @@ fn head_size(req: &Request<Incoming>) -> usize {
 }
 
 /// The host the client asked for: the request target's authority (HTTP/2, absolute-form
-/// HTTP/1.1, RFC 9112 §3.2.2), else the `Host` header (shared, not copied). HTTP/1.1 without
+/// HTTP/1.1), else the `Host` header (shared, not copied). HTTP/1.1 without
 /// one is refused; so is a host that is not visible ASCII.
 fn request_host(req: &Request<Incoming>) -> Option<HeaderValue> {
     if let Some(a) = req.uri().authority() {

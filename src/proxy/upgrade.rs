@@ -14,7 +14,7 @@ use sha2::Digest;
 
 const SEC_WEBSOCKET_KEY: &str = "sec-websocket-key";
 const SEC_WEBSOCKET_ACCEPT: &str = "sec-websocket-accept";
-/// The fixed GUID of the WebSocket handshake (RFC 6455 §1.3).
+/// The fixed GUID of the WebSocket handshake.
 const WEBSOCKET_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// A switch the client asked for and may have.
@@ -171,7 +171,7 @@ mod tests {
         let ws = ["websocket".to_string()];
         let h = map(&[("connection", "upgrade"), ("upgrade", "websocket"), KEY]);
         let u = Upgrade::requested(&h, &ws).unwrap();
-        // RFC 6455 §1.3's worked example.
+        // The protocol's own worked example of a key and its answer.
         let good = map(&[
             ("upgrade", "WebSocket"),
             ("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),

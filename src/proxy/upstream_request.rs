@@ -27,7 +27,7 @@ pub fn build(
     upgrade: Option<&HeaderValue>,
 ) -> Result<RequestId, Refusal> {
     let config = &snap.config;
-    // Origin-form, as HTTP/1.1 sends to an origin server (RFC 9112 §3.2.1); an HTTP/2 or
+    // Origin-form, as HTTP/1.1 sends to an origin server; an HTTP/2 or
     // absolute-form target loses its scheme and authority (the Host header carries it).
     if req.uri().scheme().is_some() || req.uri().authority().is_some() {
         let mut parts = http::uri::Parts::default();
@@ -143,7 +143,7 @@ fn upstream_failed(state: &AppState, e: PoolError) -> Refusal {
     refusal
 }
 
-/// HTTP/2 may split `Cookie` into several fields; an HTTP/1.1 upstream expects one (RFC 9113 §8.2.3).
+/// HTTP/2 may split `Cookie` into several fields; an HTTP/1.1 upstream expects one.
 fn join_cookie_crumbs(headers: &mut HeaderMap) {
     let mut crumbs = headers.get_all(header::COOKIE).iter();
     let first = crumbs.next();

@@ -1,12 +1,11 @@
 //! Keeps glibc's `memcpy` off `rep movsb` on AMD processors, where it can be thirty times
 //! slower than the vector loop it replaces.
 //!
-//! On AMD Zen cores, `rep movsb` slows to about 2 GB/s when the destination sits a few bytes
-//! past the source modulo 4 KiB (glibc bug 30994). rustls hits exactly that case on every
-//! response: it copies each 16 KiB of plaintext to 5 bytes into a fresh record buffer, from
-//! hyper's page-aligned read buffer. On the machine this project is benchmarked on (an AMD
-//! EPYC), a 16 KiB copy at that offset ran at 2.4 GB/s against 86 GB/s with the vector loop,
-//! and the copies were a fifth of the sidecar's CPU on an 80 KB page.
+//! On AMD Zen cores, `rep movsb` slows down sharply when the destination sits a few bytes past
+//! the source modulo 4 KiB. rustls hits exactly that case on every response: it copies each
+//! 16 KiB of plaintext to 5 bytes into a fresh record buffer, from hyper's page-aligned read
+//! buffer, so on such a processor the copies would take a large share of the sidecar's CPU on
+//! every page (`benches/instr_bench.py` measures it).
 //!
 //! glibc reads its tunables only when a program starts, so the process starts itself again,
 //! once, with `glibc.cpu.x86_rep_movsb_threshold` raised above any copy's size (the vector loop

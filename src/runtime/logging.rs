@@ -31,8 +31,8 @@ pub fn filter(level: &str) -> EnvFilter {
 
 /// Where access lines go when the binary set up logging: the same batch writer as every
 /// other line, written by [`crate::proxy::access_log`] without tracing's field visitors
-/// (one line per request is the hottest log path; formatting it through tracing cost ~15%
-/// of the proxy's CPU per small request).
+/// (one line per request is the hottest log path, and tracing's generic formatting is a
+/// noticeable share of a small request's CPU).
 pub struct AccessSink {
     pub writer: crate::runtime::logwriter::BatchWriter,
     pub json: bool,

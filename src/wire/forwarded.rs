@@ -1,4 +1,4 @@
-//! `X-Forwarded-*`, `Forwarded` (RFC 7239) and the client-address headers apps believe.
+//! `X-Forwarded-*`, `Forwarded` and the client-address headers apps believe.
 //!
 //! A chain that arrives with a request is believed only when the peer is one of
 //! `server.trusted_proxies`; otherwise it is discarded and a new chain starts at the peer.

@@ -1,4 +1,4 @@
-//! Hop-by-hop header rules (RFC 9110 §7.6.1, RFC 9113 §8.2.2).
+//! Hop-by-hop header rules.
 //!
 //! A proxy must remove the `Connection` header, every header that `Connection` names, and the
 //! fixed set of connection-specific fields before forwarding, in both directions. This runs
@@ -10,7 +10,7 @@ use http::header::{HeaderMap, HeaderName, CONNECTION, TRANSFER_ENCODING};
 
 /// The fixed connection-specific fields, removed whatever `Connection` says. Constants, so
 /// that no name is parsed per request. `HTTP2-Settings` belongs to an h2c upgrade of this one
-/// connection (RFC 9113 §3.2.1's predecessor), never to the next hop.
+/// connection, never to the next hop.
 const HOP_BY_HOP: [HeaderName; 10] = [
     HeaderName::from_static("connection"),
     HeaderName::from_static("te"),

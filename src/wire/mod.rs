@@ -6,10 +6,13 @@
 pub mod client_body;
 pub mod forwarded;
 pub mod hop;
+pub mod html;
 pub mod names;
 pub mod pool;
 pub mod responses;
 pub mod upstream;
+/// Used by the emulator and the demo CRM only.
+#[cfg(feature = "emulator")]
 pub mod urlenc;
 
 use bytes::Bytes;

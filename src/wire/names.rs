@@ -8,5 +8,5 @@ pub const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site")
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const REFRESH: HeaderName = HeaderName::from_static("refresh");
 
-/// What `Via` says of the sidecar, upstream and downstream (RFC 9110 §7.6.3).
+/// What `Via` says of the sidecar, upstream and downstream.
 pub const VIA: &str = "1.1 tccc-sidecar";

@@ -160,7 +160,7 @@ impl Pool {
         if !super::hop::only_chunked(&parts.headers) {
             return Err(PoolError::Framing);
         }
-        // Both framings (RFC 9112 §6.3): the body was read by its chunks, so the stale length
+        // Both framings: the body was read by its chunks, so the stale length
         // goes before anyone downstream believes it, and a connection whose framing was
         // doubtful is not used again.
         let double_framed = parts.headers.contains_key(header::TRANSFER_ENCODING)

@@ -155,14 +155,6 @@ pub fn strip_fallback_cookie(headers: &mut HeaderMap) {
     }
 }
 
-/// Escapes text for an HTML attribute value or text node.
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('"', "&quot;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
 /// A page the sidecar answers itself in shell mode: HTML, never stored, varying by
 /// `Sec-Fetch-Dest` (the same address is a shell, a framed page or a script mode page by it).
 fn own_page(html: String) -> Response<Body> {
@@ -194,7 +186,7 @@ iframe{{display:block;border:0;width:100%;height:100%}}</style>\
 allow=\"microphone; camera; autoplay; fullscreen; clipboard-read; clipboard-write; display-capture; geolocation\">\
 </iframe><noscript><iframe src=\"{frame}\" title=\"\"></iframe></noscript>\
 <script src=\"{loader_src}?shell\" nonce=\"{nonce}\"></script></body></html>\n",
-        frame = html_escape(&anchored),
+        frame = crate::wire::html::escape(&anchored),
     );
     let mut resp = own_page(html);
     let h = resp.headers_mut();
@@ -237,7 +229,7 @@ pub fn breakout(location: &str) -> Option<Response<Body>> {
         "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title></title>\
 <script nonce=\"{nonce}\">(function(){{var u={js_url};try{{window.top.location.href=u}}catch(e){{location.href=u}}}})();</script>\
 </head><body><noscript><a href=\"{href}\" target=\"_top\">Continue</a></noscript></body></html>\n",
-        href = html_escape(location),
+        href = crate::wire::html::escape(location),
     );
     let mut resp = own_page(html);
     let h = resp.headers_mut();
@@ -341,7 +333,7 @@ mod tests {
     use super::*;
 
     fn h(pairs: &[(&str, &str)]) -> HeaderMap {
-        crate::inject::test_headers(pairs)
+        crate::test_support::headers(pairs)
     }
 
     const NAV: [(&str, &str); 3] = [
