@@ -4,7 +4,9 @@
 //!   `Refresh` that point at the upstream's own origin are rewritten to the public origin, as
 //!   nginx's `proxy_redirect default` does (since the sidecar keeps the client's `Host`, apps
 //!   that build absolute URLs from it write `http://<public host>/...`: those move to `https`
-//!   too); cookies set over the TLS side get `Secure`, so that a session cookie is never later
+//!   too); so are the targets of `Link` fields (preloads, prefetches), which the browser would
+//!   otherwise fetch from an address it cannot reach, or over plain HTTP from an HTTPS page;
+//!   cookies set over the TLS side get `Secure`, so that a session cookie is never later
 //!   sent over plain HTTP; `Via`; `upgrade-insecure-requests` on pages when configured.
 //! - A granted protocol switch says which protocol it switched to, and nothing else hop-by-hop.
 //! - The sidecar's own refusals end an HTTP/1.1 connection when they must, and say when to
@@ -21,15 +23,17 @@ use crate::wire::hop;
 use crate::wire::names::{REFRESH, VIA};
 use crate::wire::responses::error_page;
 use crate::wire::Body;
-use http::header::{self, HeaderMap, HeaderValue, CONTENT_LOCATION, LOCATION, SET_COOKIE};
+use http::header::{self, HeaderMap, HeaderValue, CONTENT_LOCATION, LINK, LOCATION, SET_COOKIE};
 use http::Response;
 
 /// The upstream's response head, rewritten for the client.
 pub fn upstream_response(snap: &Snapshot, host: &str, h: &mut HeaderMap) {
     hop::strip(h);
     let cfg = &snap.config;
-    let has_redirect =
-        h.contains_key(LOCATION) || h.contains_key(CONTENT_LOCATION) || h.contains_key(REFRESH);
+    let has_redirect = h.contains_key(LOCATION)
+        || h.contains_key(CONTENT_LOCATION)
+        || h.contains_key(REFRESH)
+        || h.contains_key(LINK);
     // Most answers carry none of these: the public origin is worked out only when needed.
     if cfg.upstream.rewrite_redirects && has_redirect {
         let upstream = &cfg.upstream.url;
@@ -127,7 +131,8 @@ impl RedirectRewriter<'_> {
         None
     }
 
-    /// Applies [`rewrite`](Self::rewrite) to `Location`, `Content-Location` and `Refresh`.
+    /// Applies [`rewrite`](Self::rewrite) to `Location`, `Content-Location`, `Refresh` and
+    /// the targets of `Link`.
     pub fn apply(&self, headers: &mut HeaderMap) {
         for name in [LOCATION, CONTENT_LOCATION] {
             let Some(v) = headers.get(&name).and_then(|v| v.to_str().ok()) else {
@@ -145,6 +150,51 @@ impl RedirectRewriter<'_> {
                 headers.insert(REFRESH, v);
             }
         }
+        if headers.contains_key(LINK) {
+            let links: Vec<HeaderValue> = headers.get_all(LINK).iter().cloned().collect();
+            let rewritten: Vec<HeaderValue> = links
+                .iter()
+                .map(|v| {
+                    v.to_str()
+                        .ok()
+                        .and_then(|s| self.rewrite_link(s))
+                        .and_then(|s| HeaderValue::from_str(&s).ok())
+                        .unwrap_or_else(|| v.clone())
+                })
+                .collect();
+            if rewritten != links {
+                headers.remove(LINK);
+                for v in rewritten {
+                    headers.append(LINK, v);
+                }
+            }
+        }
+    }
+
+    /// `<http://upstream/a.css>; rel=preload, <...>` with each target rewritten; `None` when
+    /// no target points at the upstream. Parameters (`rel`, `as`, `title`) stay as they are.
+    fn rewrite_link(&self, value: &str) -> Option<String> {
+        let mut out = String::with_capacity(value.len() + 16);
+        let mut rest = value;
+        let mut changed = false;
+        while let Some(open) = rest.find('<') {
+            let Some(len) = rest[open..].find('>') else {
+                break;
+            };
+            let target = &rest[open + 1..open + len];
+            out.push_str(&rest[..=open]);
+            match self.rewrite(target.trim()) {
+                Some(new) => {
+                    out.push_str(&new);
+                    changed = true;
+                }
+                None => out.push_str(target),
+            }
+            out.push('>');
+            rest = &rest[open + len + 1..];
+        }
+        out.push_str(rest);
+        changed.then_some(out)
     }
 
     /// `Refresh: 5; url=http://upstream/x` → `5; url=https://public/x`.
@@ -282,6 +332,51 @@ mod tests {
         assert_eq!(h[LOCATION], "https://oa.example.com/next");
         assert_eq!(h[CONTENT_LOCATION], "https://oa.example.com/doc");
         assert_eq!(h["refresh"], "3; URL=https://oa.example.com/home");
+    }
+
+    #[test]
+    fn link_targets_on_the_upstream_move_to_the_public_origin() {
+        let mut h = HeaderMap::new();
+        h.append(
+            LINK,
+            HeaderValue::from_static(
+                "<http://127.0.0.1:8080/static/app.css>; rel=preload; as=style, <https://cdn.example.com/x.js>; rel=preload; as=script",
+            ),
+        );
+        h.append(
+            LINK,
+            HeaderValue::from_static("</fonts/a.woff2>; rel=preload; as=font"),
+        );
+        h.append(
+            LINK,
+            HeaderValue::from_static("<http://oa.example.com/next>; rel=prefetch"),
+        );
+        rw().apply(&mut h);
+        let links: Vec<&str> = h
+            .get_all(LINK)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            links,
+            [
+                "<https://oa.example.com/static/app.css>; rel=preload; as=style, <https://cdn.example.com/x.js>; rel=preload; as=script",
+                "</fonts/a.woff2>; rel=preload; as=font",
+                "<https://oa.example.com/next>; rel=prefetch",
+            ],
+            "upstream and plain-HTTP public targets move; others, relative ones and the order stay"
+        );
+        // A field without a target, or with one left open, is left as it came.
+        let mut odd = HeaderMap::new();
+        odd.append(LINK, HeaderValue::from_static("rel=preload"));
+        odd.append(LINK, HeaderValue::from_static("<http://127.0.0.1:8080/a"));
+        rw().apply(&mut odd);
+        let odd: Vec<&str> = odd
+            .get_all(LINK)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(odd, ["rel=preload", "<http://127.0.0.1:8080/a"]);
     }
 
     #[test]
