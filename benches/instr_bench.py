@@ -16,7 +16,7 @@ percent), and only a large difference in requests makes that variation negligibl
 
 Caveat: callgrind counts each byte a `rep movsb` copies as an instruction, so large memcpy
 weigh more here than on the CPU (nginx's; the sidecar's use a vector loop on AMD processors,
-see src/copy_tuning.rs).
+see src/runtime/copy_tuning.rs).
 
 Usage: benches/instr_bench.py [--small 1000] [--large 3000] [--no-build] [--top 0] [--bin PATH]
 Needs valgrind, nginx and oha (scripts/bench-deps.sh installs them).
@@ -47,7 +47,7 @@ def total_ir(path):
 
 def counted_run(cmd, port, path, requests, out, log):
     """Starts `cmd` under callgrind, sends `requests` requests, stops it; total instructions."""
-    # The sidecar may start itself again at once (src/copy_tuning.rs): follow it there.
+    # The sidecar may start itself again at once (src/runtime/copy_tuning.rs): follow it there.
     vg = ["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out}"]
     with open(log, "w") as logf:
         proc = subprocess.Popen(vg + cmd, stdout=logf, stderr=subprocess.STDOUT)

@@ -27,7 +27,8 @@ pub struct UpstreamConfig {
     pub pool_idle_timeout: Duration,
     #[serde(default = "defaults::pool_max_idle")]
     pub pool_max_idle_per_host: usize,
-    /// Rewrite `Location`, `Content-Location` and `Refresh` that point at the upstream (nginx `proxy_redirect default`).
+    /// Rewrite `Location`, `Content-Location`, `Refresh` and `Link` targets that point at the
+    /// upstream (nginx's `proxy_redirect default`, and preloads).
     #[serde(default = "super::server::yes")]
     pub rewrite_redirects: bool,
 }
