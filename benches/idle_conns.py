@@ -10,7 +10,10 @@ checks that every connection is still open by sending a second request on each.
 Needs: a release build (cargo build --release), nginx, and an open-file limit above N for
 this script and each server (it raises its own soft limit to the hard limit; so does the sidecar).
 
-Usage: python3 benches/idle_conns.py [--connections 10000] [--no-build]
+With --baseline BIN, another sidecar build (an earlier commit's release binary) holds the same
+connections after this one, with the same configuration: a change measured before and after.
+
+Usage: python3 benches/idle_conns.py [--connections 10000] [--no-build] [--baseline BIN]
 """
 
 import argparse
@@ -91,6 +94,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--connections", type=int, default=10000)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--baseline", metavar="BIN", help="another sidecar binary, measured after this one")
     args = ap.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -134,10 +138,11 @@ http {{
 """)
         ngx = subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(ngx)
-        side_conf = os.path.join(tmp, "sidecar.toml")
-        with open(side_conf, "w") as f:
-            f.write(f"""[server]
-listen = "127.0.0.1:{side_port}"
+        def sidecar_conf(name, port):
+            path = os.path.join(tmp, f"{name}.toml")
+            with open(path, "w") as f:
+                f.write(f"""[server]
+listen = "127.0.0.1:{port}"
 tls_cert = "{crt}"
 tls_key = "{key}"
 worker_threads = 2
@@ -149,13 +154,23 @@ mode = "off"
 [log]
 level = "warn"
 """)
-        side = subprocess.Popen([pb.BIN, "run", "--config", side_conf], stdout=subprocess.DEVNULL,
-                                stderr=open(os.path.join(tmp, "sidecar.log"), "w"))
+            return path
+
+        side = subprocess.Popen([pb.BIN, "run", "--config", sidecar_conf("sidecar", side_port)],
+                                stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "sidecar.log"), "w"))
         procs.append(side)
-        for p in [up_port, ngx_port, side_port]:
+        ports = [up_port, ngx_port, side_port]
+        before = None
+        if args.baseline:
+            before_port = pb.free_port()
+            before = subprocess.Popen([args.baseline, "run", "--config", sidecar_conf("before", before_port)],
+                                      stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "before.log"), "w"))
+            procs.append(before)
+            ports.append(before_port)
+        for p in ports:
             pb.wait_port(p)
         print(f"# idle keep-alive TLS connections ({time.strftime('%Y-%m-%d %H:%M:%S')})")
-        print(f"command: benches/idle_conns.py --connections {args.connections}")
+        print(f"command: benches/idle_conns.py {' '.join(sys.argv[1:])}")
         print(f"open-file limit: {hard}; sources: {SOURCES[0]}-{SOURCES[-1]}; TLS 1.3, HTTP/1.1")
         print()
         print("| server | connections held | RSS before, KiB | RSS held, KiB | KiB per connection | still open after the hold |")
@@ -163,6 +178,9 @@ level = "warn"
         ngx_workers = lambda: [c for c in pb.children(ngx.pid)]  # noqa: E731
         asyncio.run(hold("nginx (proxy_pass)", ngx_port, ngx_workers() + [ngx.pid], args.connections))
         per, failed, still, held = asyncio.run(hold("tccc-sidecar", side_port, [side.pid], args.connections))
+        if before is not None:
+            b_per, _, _, _ = asyncio.run(hold("before", before_port, [before.pid], args.connections))
+            print(f"\nsidecar / before: {per / b_per:.2f}x memory per idle connection")
         print()
         print(f"sidecar: {per:.1f} KiB per idle connection (target <= 30): "
               f"{'within' if per <= 30 and failed == 0 and still == held else 'NOT within'}")

@@ -21,7 +21,11 @@ oha itself reaches it (oha --qps, latency correction), proxy CPU-seconds per 1,0
 per response; alternating runs, medians and ranges. Each peer's answer is checked first
 (the tag once for the rewriters, the coding the client gets).
 
-Usage: benches/inject_bench.py [--runs 3] [--duration 5] [--quick] [--no-build]
+With --baseline BIN, a fourth peer "before" runs another sidecar build (an earlier commit's
+release binary) with the same configuration, alternating with the others, and the report adds
+the sidecar / before ratios and the slow-reader memory check of both.
+
+Usage: benches/inject_bench.py [--runs 3] [--duration 5] [--quick] [--no-build] [--baseline BIN]
 Needs nginx (with the sub module: Debian's has it), wrk, oha: scripts/bench-deps.sh.
 """
 
@@ -138,6 +142,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="2 runs of 2 s: a smoke test of the harness")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--baseline", metavar="BIN", help="another sidecar binary, run as the peer 'before'")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.duration = 2, 2
@@ -191,10 +196,11 @@ def main():
     location / {{ {pb.NGINX_PROXY_LOCATION} proxy_set_header Accept-Encoding "";
       sub_filter '</head>' '{TAG}</head>'; sub_filter_once on; }} }}""", args.workers, "0", False)
         procs.append(sub)
-        side_conf = os.path.join(tmp, "sidecar.toml")
-        with open(side_conf, "w") as f:
-            f.write(f"""[server]
-listen = "127.0.0.1:{side_port}"
+        def start_sidecar(name, binary, port):
+            conf = os.path.join(tmp, f"{name}.toml")
+            with open(conf, "w") as f:
+                f.write(f"""[server]
+listen = "127.0.0.1:{port}"
 tls_cert = "{crt}"
 tls_key = "{key}"
 worker_threads = {args.workers}
@@ -203,20 +209,33 @@ url = "http://127.0.0.1:{up_port}"
 [log]
 level = "info"
 """)
-        side = subprocess.Popen([pb.BIN, "run", "--config", side_conf], stdout=subprocess.DEVNULL,
-                                stderr=open(os.path.join(tmp, "sidecar.log"), "w"))
-        procs.append(side)
-        for p in [up_port, ngx_port, sub_port, side_port]:
+            proc = subprocess.Popen([binary, "run", "--config", conf], stdout=subprocess.DEVNULL,
+                                    stderr=open(os.path.join(tmp, f"{name}.log"), "w"))
+            procs.append(proc)
+            return proc
+
+        side = start_sidecar("sidecar", pb.BIN, side_port)
+        ports = [up_port, ngx_port, sub_port, side_port]
+        before = None
+        if args.baseline:
+            before_port = pb.free_port()
+            before = start_sidecar("before", args.baseline, before_port)
+            ports.append(before_port)
+        for p in ports:
             pb.wait_port(p)
         peers = [
             pb.Peer("nginx", ngx_port, ngx, lambda: pb.children(ngx.pid) + [ngx.pid]),
             pb.Peer("subfilter", sub_port, sub, lambda: pb.children(sub.pid) + [sub.pid]),
             pb.Peer("sidecar", side_port, side, lambda: [side.pid]),
         ]
+        if before is not None:
+            peers.append(pb.Peer("before", before_port, before, lambda: [before.pid]))
         print(f"# tccc-sidecar injection benchmark  ({time.strftime('%Y-%m-%d %H:%M:%S')})")
         print(f"command: benches/inject_bench.py {' '.join(sys.argv[1:])}")
         print(f"machine: {os.cpu_count()} CPUs; workers per proxy: {args.workers}; unpinned; "
               f"{args.runs} runs x {args.duration}s, wrk -t1 -c{args.connections}")
+        if args.baseline:
+            print(f"baseline (peer 'before'): {args.baseline}")
         for p in peers:
             v, c = pb.tls_info(p.port)
             print(f"TLS {p.name:9} {v} {c}")
@@ -241,7 +260,7 @@ level = "info"
             size = {p.name: [] for p in peers}
             errs = {p.name: 0 for p in peers}
             for r in range(args.runs):
-                order = peers[r % 3:] + peers[:r % 3]
+                order = peers[r % len(peers):] + peers[:r % len(peers)]
                 for p in order:
                     before = pb.cpu_seconds(p.pids())
                     v, total, e, per = run_wrk(p.port, path, args.duration, args.connections, headers)
@@ -256,7 +275,7 @@ level = "info"
             qps = 0.7 * oha_ref
             p99 = {p.name: [] for p in peers}
             for r in range(args.runs):
-                order = peers[r % 3:] + peers[:r % 3]
+                order = peers[r % len(peers):] + peers[:r % len(peers)]
                 for p in order:
                     p99[p.name].append(run_oha(p.port, path, args.duration, args.connections, qps, headers))
             print(f"\nfixed rate for p99: {qps:.0f} req/s = 70% of sub_filter's maximum under oha "
@@ -269,9 +288,16 @@ level = "info"
             s, n = statistics.median(rps["sidecar"]), statistics.median(rps["subfilter"])
             sp, np_ = statistics.median(p99["sidecar"]), statistics.median(p99["subfilter"])
             sc, nc = statistics.median(cpu["sidecar"]), statistics.median(cpu["subfilter"])
-            print(f"\nsidecar / sub_filter: throughput {s / n:.2f}x, p99 {sp / np_:.2f}x, CPU per request {sc / nc:.2f}x\n")
+            print(f"\nsidecar / sub_filter: throughput {s / n:.2f}x, p99 {sp / np_:.2f}x, CPU per request {sc / nc:.2f}x")
+            if before is not None:
+                b, bp, bc = (statistics.median(rps["before"]), statistics.median(p99["before"]),
+                             statistics.median(cpu["before"]))
+                print(f"sidecar / before: throughput {s / b:.2f}x, p99 {sp / bp:.2f}x, CPU per request {sc / bc:.2f}x")
+            print()
 
         pb.memory_check(side.pid, side_port, "/big.html", "5 MB HTML page, 200 slow readers (sidecar, injecting)")
+        if before is not None:
+            pb.memory_check(before.pid, before_port, "/big.html", "5 MB HTML page, 200 slow readers (before, injecting)")
     finally:
         pb.stop_all(procs, tmp)
 

@@ -137,7 +137,7 @@ fn upstream_failed(state: &AppState, e: PoolError) -> Refusal {
         PoolError::Framing => ("protocol", Refusal::UpstreamBadFraming),
     };
     if refusal == Refusal::UpstreamError {
-        tracing::warn!(kind, error = %e, "upstream request failed");
+        tracing::warn!(kind, error = %crate::wire::ErrorChain(&e), "upstream request failed");
     }
     state.metrics.upstream_error(kind);
     refusal

@@ -31,11 +31,11 @@ use tower_service::Service;
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     /// No connection could be made (refused, timed out, TLS failed).
-    #[error("connect: {}", super::ErrorChain(.0.as_ref()))]
-    Connect(BoxError),
+    #[error("connect")]
+    Connect(#[source] BoxError),
     /// The request failed on an open connection (reset, malformed response).
-    #[error("{}", super::ErrorChain(.0))]
-    Request(hyper::Error),
+    #[error("request")]
+    Request(#[source] hyper::Error),
     /// The answer's `Transfer-Encoding` names a coding besides `chunked`: hyper has undone
     /// `chunked`, and the rest would reach the client as body bytes with nothing left to say
     /// how to decode them.
