@@ -3,7 +3,9 @@
 //! A [`Snapshot`]: everything a request reads from the configuration (the file itself, the
 //! routing paths, the injector, the diagnostics page, the host rules), immutable and behind an
 //! `ArcSwap`, so that a request takes it once when it starts and keeps it to the end, and a
-//! new configuration can replace it whole. Beside it, what must outlive any one snapshot: the
+//! new configuration can replace it whole ([`AppState::publish`]). Each worker thread holds
+//! its own copy, so that requests on different threads never count references on one shared
+//! counter. Beside it, what must outlive any one snapshot: the
 //! identity source and its cache, the login endpoint with its rate limiters and CCC client,
 //! the upstream connection pool, the metrics and the per-address counters.
 
@@ -14,9 +16,10 @@ use crate::runtime::metrics::Metrics;
 use crate::wire::pool::Pool;
 use arc_swap::ArcSwap;
 use http::HeaderValue;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What a request needs from the configuration, taken once per request.
+#[derive(Clone)]
 pub struct Snapshot {
     pub config: Config,
     /// `server.hsts`, ready to send.
@@ -29,7 +32,12 @@ pub struct Snapshot {
 }
 
 pub struct AppState {
+    /// This worker's snapshot.
     current: Arc<ArcSwap<Snapshot>>,
+    /// Every worker's snapshot slot, for a new configuration to reach them all.
+    workers: Arc<Mutex<Vec<Arc<ArcSwap<Snapshot>>>>>,
+    /// SdkURL origins the login endpoint has seen; they outlive any one snapshot.
+    learned: Arc<crate::inject::csp::LearnedOrigins>,
     /// The snapshot the process started with, for what is set up once (listeners, workers,
     /// the accept loop's timeouts).
     first: Arc<Snapshot>,
@@ -130,9 +138,12 @@ impl AppState {
             config.server.max_requests_in_flight_per_client,
             config.server.trusted_proxies.clone(),
         );
-        let snapshot = Arc::new(Snapshot::new(config, &metrics, learned)?);
+        let snapshot = Arc::new(Snapshot::new(config, &metrics, learned.clone())?);
+        let current = Arc::new(ArcSwap::new(snapshot.clone()));
         Ok(Arc::new(AppState {
-            current: Arc::new(ArcSwap::new(snapshot.clone())),
+            workers: Arc::new(Mutex::new(vec![current.clone()])),
+            current,
+            learned,
             first: snapshot,
             conn_limit,
             pool,
@@ -154,11 +165,32 @@ impl AppState {
         self.current.load_full()
     }
 
+    /// Makes `config` the configuration of every request that starts from now on, on every
+    /// worker; requests in flight finish with the snapshot they started with. What lives
+    /// beside the snapshot (identity, login limits, pools) is kept.
+    pub fn publish(&self, config: Config) -> Result<(), String> {
+        let snapshot = Snapshot::new(config, &self.metrics, self.learned.clone())?;
+        let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+        for slot in workers.iter() {
+            slot.store(Arc::new(snapshot.clone()));
+        }
+        Ok(())
+    }
+
     /// The same state with an upstream client (and connection pool) of its own, for a worker
     /// thread: a request and its upstream connection then never leave that thread.
     pub fn for_worker(&self) -> Result<Arc<AppState>, String> {
+        let current = Arc::new(ArcSwap::new(Arc::new(Snapshot::clone(
+            &self.current.load(),
+        ))));
+        self.workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(current.clone());
         Ok(Arc::new(AppState {
-            current: self.current.clone(),
+            current,
+            workers: self.workers.clone(),
+            learned: self.learned.clone(),
             first: self.first.clone(),
             pool: Pool::new(&self.first.config.upstream)?,
             metrics: self.metrics.clone(),
@@ -186,5 +218,38 @@ pub fn host_without_port(host: &str) -> &str {
     match host.rsplit_once(':') {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
         _ => host,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(names: &str) -> Config {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:8443\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\nserver_names = [{names}]\n[upstream]\nurl = \"http://127.0.0.1:8080\"\n"
+        );
+        Config::parse(&text, std::path::Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_published_configuration_reaches_every_worker_and_spares_requests_in_flight() {
+        let state = AppState::new(config("\"a.example\"")).unwrap();
+        let worker = state.for_worker().unwrap();
+        let in_flight = worker.snapshot();
+        assert!(in_flight.host_allowed("a.example") && !in_flight.host_allowed("b.example"));
+        state.publish(config("\"b.example\"")).unwrap();
+        for s in [&state, &worker] {
+            let now = s.snapshot();
+            assert!(now.host_allowed("b.example") && !now.host_allowed("a.example"));
+        }
+        assert!(
+            in_flight.host_allowed("a.example"),
+            "a request keeps the snapshot it started with"
+        );
+        assert!(
+            !Arc::ptr_eq(&state.snapshot(), &worker.snapshot()),
+            "each worker counts references on a copy of its own"
+        );
     }
 }

@@ -15,7 +15,7 @@ use std::net::IpAddr;
 /// The answer as the client gets it.
 pub async fn respond(
     state: &AppState,
-    mut ctx: Ctx,
+    mut ctx: Ctx<'_>,
     peer: IpAddr,
     resp: Response<PooledBody>,
 ) -> Response<Body> {
@@ -29,7 +29,7 @@ pub async fn respond(
             }
         }
     }
-    let snap = &ctx.snap;
+    let snap = ctx.snap;
     let host = ctx.host_value.to_str().unwrap_or_default();
     snap.inject
         .respond(ctx.prepared, resp, || snap.public_origin_for(host))
@@ -39,7 +39,7 @@ pub async fn respond(
 /// pages refuse to be framed) is answered with a page that takes the tab there instead.
 fn framed_redirect(
     state: &AppState,
-    ctx: &Ctx,
+    ctx: &Ctx<'_>,
     resp: &Response<PooledBody>,
 ) -> Option<Response<Body>> {
     let status = resp.status();

@@ -7,7 +7,6 @@ use crate::inject::Prepared;
 use crate::state::Snapshot;
 use http::{HeaderMap, HeaderValue, Method};
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 /// Facts about one client connection, shared by its requests.
 #[derive(Debug)]
@@ -33,9 +32,9 @@ impl ConnInfo {
 }
 
 /// One forwarded request, as far as the phases after the request filter need it.
-pub struct Ctx {
+pub struct Ctx<'a> {
     /// The configuration this request was started with.
-    pub snap: Arc<Snapshot>,
+    pub snap: &'a Snapshot,
     /// The `Host` the request goes upstream with (its `to_str` succeeds).
     pub host_value: HeaderValue,
     pub method: Method,
@@ -48,7 +47,7 @@ pub struct Ctx {
     pub identity_headers: Option<HeaderMap>,
 }
 
-impl Ctx {
+impl Ctx<'_> {
     pub fn host(&self) -> &str {
         self.host_value.to_str().unwrap_or_default()
     }

@@ -67,7 +67,7 @@ pub async fn handle(
     let result = match request_filter::enter(&conn) {
         Ok(counted) => {
             log.in_flight = counted;
-            run(&state, snap.clone(), &conn, req, &mut log).await
+            run(&state, &snap, &conn, req, &mut log).await
         }
         Err(refusal) => Err(refusal),
     };
@@ -95,16 +95,16 @@ pub async fn handle(
 /// The phases after the in-flight limit, up to the response the client gets.
 async fn run(
     state: &AppState,
-    snap: Arc<Snapshot>,
+    snap: &Snapshot,
     conn: &ConnInfo,
     req: Request<Incoming>,
     log: &mut AccessLog,
 ) -> Result<Response<Body>, Refusal> {
-    let host_value = request_filter::check(&snap, &req)?;
-    match route::route(&snap, &state.identity, &req) {
+    let host_value = request_filter::check(snap, &req)?;
+    match route::route(snap, &state.identity, &req) {
         Route::Endpoint(endpoint) => {
             let host = host_value.to_str().unwrap_or_default();
-            Ok(route::answer(endpoint, state, &snap, conn, &req, host).await)
+            Ok(route::answer(endpoint, state, snap, conn, &req, host).await)
         }
         Route::Forward { role, logout } => {
             forward(state, snap, conn, req, host_value, role, logout, log).await
@@ -115,7 +115,7 @@ async fn run(
 #[allow(clippy::too_many_arguments)]
 async fn forward(
     state: &AppState,
-    snap: Arc<Snapshot>,
+    snap: &Snapshot,
     conn: &ConnInfo,
     mut req: Request<Incoming>,
     host_value: http::HeaderValue,
@@ -123,11 +123,11 @@ async fn forward(
     logout: bool,
     log: &mut AccessLog,
 ) -> Result<Response<Body>, Refusal> {
-    let host = host_value.to_str().unwrap_or_default().to_owned();
+    let host = host_value.to_str().unwrap_or_default();
     // A logout must also end the sidecar's memory of the session (introspect mode).
     let logout = logout.then(|| req.headers().clone());
     if let Some(h) = &logout {
-        Box::pin(state.identity.forget(h, &host)).await;
+        Box::pin(state.identity.forget(h, host)).await;
     }
     let upgrade = if req.version() == Version::HTTP_11 {
         upgrade::Upgrade::requested(req.headers(), &snap.config.server.allowed_upgrades)
@@ -136,26 +136,30 @@ async fn forward(
     };
     let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
     let timeout = snap.config.response_timeout_for(req.uri().path());
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let prepared = snap
-        .inject
-        .prepare(role, &method, req.headers_mut(), &path, upgrade.is_some());
+    // Cheap clones (reference-counted bytes) so that the head can be edited while read.
+    let (uri, method) = (req.uri().clone(), req.method().clone());
+    let prepared = snap.inject.prepare(
+        role,
+        &method,
+        req.headers_mut(),
+        uri.path(),
+        upgrade.is_some(),
+    );
     // The user behind a framed page is asked only once its answer turns out to be a page.
     let identity_headers = prepared.wants_user().then(|| req.headers().clone());
     log.request_id = upstream_request::build(
-        &snap,
+        snap,
         &state.identity,
         conn,
         &mut req,
         &host_value,
         upgrade.as_ref().map(|u| &u.protocol),
     )?;
-    let (answer, upstream_secs) = upstream_request::send(state, &snap, req, timeout).await;
+    let (answer, upstream_secs) = upstream_request::send(state, snap, req, timeout).await;
     log.upstream_ms = Some(upstream_secs * 1000.0);
     let mut resp = answer?;
     if let Some(h) = &logout {
-        Box::pin(state.identity.forget(h, &host)).await;
+        Box::pin(state.identity.forget(h, host)).await;
     }
 
     if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -173,7 +177,7 @@ async fn forward(
         return Ok(resp.map(|_| responses::empty()));
     }
 
-    response_filter::upstream_response(&snap, &host, resp.headers_mut());
+    response_filter::upstream_response(snap, host, resp.headers_mut());
     let ctx = Ctx {
         snap,
         host_value,
