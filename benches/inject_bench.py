@@ -216,10 +216,10 @@ level = "info"
 
         side = start_sidecar("sidecar", pb.BIN, side_port)
         ports = [up_port, ngx_port, sub_port, side_port]
-        before = None
+        baseline = None
         if args.baseline:
             before_port = pb.free_port()
-            before = start_sidecar("before", args.baseline, before_port)
+            baseline = start_sidecar("before", args.baseline, before_port)
             ports.append(before_port)
         for p in ports:
             pb.wait_port(p)
@@ -228,8 +228,8 @@ level = "info"
             pb.Peer("subfilter", sub_port, sub, lambda: pb.children(sub.pid) + [sub.pid]),
             pb.Peer("sidecar", side_port, side, lambda: [side.pid]),
         ]
-        if before is not None:
-            peers.append(pb.Peer("before", before_port, before, lambda: [before.pid]))
+        if baseline is not None:
+            peers.append(pb.Peer("before", before_port, baseline, lambda: [baseline.pid]))
         print(f"# tccc-sidecar injection benchmark  ({time.strftime('%Y-%m-%d %H:%M:%S')})")
         print(f"command: benches/inject_bench.py {' '.join(sys.argv[1:])}")
         print(f"machine: {os.cpu_count()} CPUs; workers per proxy: {args.workers}; unpinned; "
@@ -289,15 +289,15 @@ level = "info"
             sp, np_ = statistics.median(p99["sidecar"]), statistics.median(p99["subfilter"])
             sc, nc = statistics.median(cpu["sidecar"]), statistics.median(cpu["subfilter"])
             print(f"\nsidecar / sub_filter: throughput {s / n:.2f}x, p99 {sp / np_:.2f}x, CPU per request {sc / nc:.2f}x")
-            if before is not None:
+            if baseline is not None:
                 b, bp, bc = (statistics.median(rps["before"]), statistics.median(p99["before"]),
                              statistics.median(cpu["before"]))
                 print(f"sidecar / before: throughput {s / b:.2f}x, p99 {sp / bp:.2f}x, CPU per request {sc / bc:.2f}x")
             print()
 
         pb.memory_check(side.pid, side_port, "/big.html", "5 MB HTML page, 200 slow readers (sidecar, injecting)")
-        if before is not None:
-            pb.memory_check(before.pid, before_port, "/big.html", "5 MB HTML page, 200 slow readers (before, injecting)")
+        if baseline is not None:
+            pb.memory_check(baseline.pid, before_port, "/big.html", "5 MB HTML page, 200 slow readers (before, injecting)")
     finally:
         pb.stop_all(procs, tmp)
 
