@@ -18,6 +18,22 @@ use arc_swap::ArcSwap;
 use http::HeaderValue;
 use std::sync::{Arc, Mutex};
 
+/// Why the state could not be built; each message is one line naming the key or file.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The upstream client: `upstream.url`, `upstream.ca_file`, the client certificate.
+    #[error("{0}")]
+    Upstream(String),
+    /// The identity source of the configured mode (its key files, its endpoints).
+    #[error("{0}")]
+    Identity(String),
+    /// The login endpoint: credentials, seats file, CCC client.
+    #[error("{0}")]
+    Login(String),
+    #[error("server.hsts: not a valid header value")]
+    Hsts(#[source] http::header::InvalidHeaderValue),
+}
+
 /// What a request needs from the configuration, taken once per request.
 #[derive(Clone)]
 pub struct Snapshot {
@@ -61,12 +77,9 @@ impl Snapshot {
         config: Config,
         metrics: &Arc<Metrics>,
         learned: Arc<crate::inject::csp::LearnedOrigins>,
-    ) -> Result<Snapshot, String> {
+    ) -> Result<Snapshot, StartError> {
         let hsts = match &config.server.hsts {
-            Some(v) => Some(
-                HeaderValue::from_str(v)
-                    .map_err(|_| "server.hsts: not a valid header value".to_string())?,
-            ),
+            Some(v) => Some(HeaderValue::from_str(v).map_err(StartError::Hsts)?),
             None => None,
         };
         let server_names = config
@@ -118,8 +131,8 @@ impl Snapshot {
 impl AppState {
     /// Builds the upstream client and every feature's state; an error is one line naming the
     /// problem. Certificates are the listener's (`listener::tls::Tls`).
-    pub fn new(config: Config) -> Result<Arc<AppState>, String> {
-        let pool = Pool::new(&config.upstream)?;
+    pub fn new(config: Config) -> Result<Arc<AppState>, StartError> {
+        let pool = Pool::new(&config.upstream).map_err(StartError::Upstream)?;
         let metrics = Arc::new(Metrics::new());
         if config.tccc.sdk_app_id.is_some()
             && !crate::config::origin::is_tencent_endpoint(&config.tccc.endpoint)
@@ -127,12 +140,12 @@ impl AppState {
             metrics.ccc_endpoint_emulator.set(1);
         }
         let learned = Arc::new(crate::inject::csp::LearnedOrigins::default());
-        let identity = Identity::from_config(&config, metrics.clone())?;
-        let login = Arc::new(LoginService::from_config(
-            &config,
-            metrics.clone(),
-            learned.clone(),
-        )?);
+        let identity =
+            Identity::from_config(&config, metrics.clone()).map_err(StartError::Identity)?;
+        let login = Arc::new(
+            LoginService::from_config(&config, metrics.clone(), learned.clone())
+                .map_err(StartError::Login)?,
+        );
         let conn_limit = crate::runtime::per_address::ConnLimit::new(
             config.server.max_connections_per_client,
             config.server.max_requests_in_flight_per_client,
@@ -168,7 +181,7 @@ impl AppState {
     /// Makes `config` the configuration of every request that starts from now on, on every
     /// worker; requests in flight finish with the snapshot they started with. What lives
     /// beside the snapshot (identity, login limits, pools) is kept.
-    pub fn publish(&self, config: Config) -> Result<(), String> {
+    pub fn publish(&self, config: Config) -> Result<(), StartError> {
         let snapshot = Snapshot::new(config, &self.metrics, self.learned.clone())?;
         let workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         for slot in workers.iter() {
@@ -179,7 +192,7 @@ impl AppState {
 
     /// The same state with an upstream client (and connection pool) of its own, for a worker
     /// thread: a request and its upstream connection then never leave that thread.
-    pub fn for_worker(&self) -> Result<Arc<AppState>, String> {
+    pub fn for_worker(&self) -> Result<Arc<AppState>, StartError> {
         let current = Arc::new(ArcSwap::new(Arc::new(Snapshot::clone(
             &self.current.load(),
         ))));
@@ -192,7 +205,7 @@ impl AppState {
             workers: self.workers.clone(),
             learned: self.learned.clone(),
             first: self.first.clone(),
-            pool: Pool::new(&self.first.config.upstream)?,
+            pool: Pool::new(&self.first.config.upstream).map_err(StartError::Upstream)?,
             metrics: self.metrics.clone(),
             identity: self.identity.clone(),
             login: self.login.clone(),

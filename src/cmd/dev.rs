@@ -246,7 +246,7 @@ async fn serve(
     for n in crate::cmd::check::preflight(&config).map_err(|e| e.to_string())? {
         eprintln!("tccc-sidecar: {n}");
     }
-    let state = AppState::new(config)?;
+    let state = AppState::new(config).map_err(|e| e.to_string())?;
     state.start_background();
     let listener = TcpListener::bind(args.listen)
         .await

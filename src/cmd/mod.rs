@@ -5,8 +5,10 @@ pub mod check;
 pub mod dev;
 #[cfg(feature = "emulator")]
 pub mod emulator;
+pub mod error;
 pub mod run;
 
+use crate::cmd::error::RunError;
 use crate::config::Config;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -109,15 +111,15 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn fail(msg: &str) -> ExitCode {
+fn fail(msg: &dyn std::fmt::Display) -> ExitCode {
     eprintln!("tccc-sidecar: {msg}");
     ExitCode::from(1)
 }
 
 /// The configuration and the warnings worth showing about it.
-fn load(path: &std::path::Path) -> Result<(Config, Vec<String>), String> {
-    let config = Config::load(path).map_err(|e| e.to_string())?;
-    let notes = crate::cmd::check::preflight(&config).map_err(|e| e.to_string())?;
+fn load(path: &std::path::Path) -> Result<(Config, Vec<String>), RunError> {
+    let config = Config::load(path)?;
+    let notes = crate::cmd::check::preflight(&config)?;
     Ok((config, notes))
 }
 
@@ -137,7 +139,7 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
 }
 
-fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, RunError> {
     let mut b = if threads == 1 {
         // One CPU: the current-thread scheduler has no cross-thread queues to pay for.
         tokio::runtime::Builder::new_current_thread()
@@ -146,9 +148,7 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String> {
         b.worker_threads(threads);
         b
     };
-    b.enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))
+    b.enable_all().build().map_err(RunError::Runtime)
 }
 
 #[cfg(feature = "emulator")]

@@ -1,6 +1,7 @@
 //! `tccc-sidecar run`: builds the state, binds the listeners, watches files, and shuts down
 //! gracefully on SIGTERM or SIGINT.
 
+use crate::cmd::error::RunError;
 use crate::config::Config;
 use crate::state::AppState;
 use tokio::net::TcpListener;
@@ -29,7 +30,7 @@ pub fn raise_fd_limit() -> Option<(u64, u64)> {
 }
 
 /// Runs until a termination signal; errors are one line for the operator.
-pub async fn run(config: Config) -> Result<(), String> {
+pub async fn run(config: Config) -> Result<(), RunError> {
     match raise_fd_limit() {
         Some((_, after)) if after < 4096 => tracing::warn!(
             limit = after,
@@ -43,7 +44,7 @@ pub async fn run(config: Config) -> Result<(), String> {
     }
     let state = AppState::new(config)?;
     let cfg = state.config();
-    let certs = crate::listener::tls::Tls::load(&cfg.server)?;
+    let certs = crate::listener::tls::Tls::load(&cfg.server).map_err(RunError::Certificates)?;
     let tls = bind(cfg.server.listen, "server.listen").await?;
     let admin = match cfg.server.admin_listen {
         Some(a) => Some(bind(a, "server.admin_listen").await?),
@@ -103,18 +104,18 @@ pub async fn run(config: Config) -> Result<(), String> {
         ));
     }
     let workers = crate::runtime::worker_threads(cfg.server.worker_threads);
-    let tls = tls.into_std().map_err(|e| format!("server.listen: {e}"))?;
+    let tls = tls.into_std().map_err(RunError::Serve)?;
     crate::listener::server::serve_workers_with(tls, state.clone(), &certs, workers, rx)
         .await
-        .map_err(|e| format!("server: {e}"))?;
+        .map_err(RunError::Serve)?;
     tracing::info!("stopped");
     Ok(())
 }
 
-async fn bind(addr: std::net::SocketAddr, key: &str) -> Result<TcpListener, String> {
+async fn bind(addr: std::net::SocketAddr, key: &'static str) -> Result<TcpListener, RunError> {
     TcpListener::bind(addr)
         .await
-        .map_err(|e| format!("{key}: cannot listen on {addr}: {e}"))
+        .map_err(|source| RunError::Listen { key, addr, source })
 }
 
 /// SIGHUP re-reads the seats file (files are also watched; this is for operators who expect

@@ -129,7 +129,7 @@ pub async fn run(listen: SocketAddr, host: Option<String>, shell: bool) -> Resul
         cookie = crm::SESSION_COOKIE,
     );
     let config = Config::parse(&text, std::path::Path::new("<demo>")).map_err(|e| e.to_string())?;
-    let state = AppState::new(config)?;
+    let state = AppState::new(config).map_err(|e| e.to_string())?;
     state.start_background();
     let listener = TcpListener::bind(listen)
         .await
