@@ -45,11 +45,14 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import proxy_bench as pb  # noqa: E402
 
+# taskset prefix of the load generators when --pin.
+LOAD = []
+
 TAG = '<script src="/__tccc/loader.js" data-tccc-loader defer></script>'
 
 
 def run_wrk(port, path, duration, conns, headers):
-    cmd = ["wrk", "-t1", f"-c{conns}", f"-d{duration}s"]
+    cmd = LOAD + ["wrk", "-t1", f"-c{conns}", f"-d{duration}s"]
     for h in headers:
         cmd += ["-H", h]
     out = subprocess.run(cmd + [f"https://127.0.0.1:{port}{path}"], capture_output=True, text=True).stdout
@@ -76,7 +79,7 @@ def run_wrk(port, path, duration, conns, headers):
 
 
 def run_oha(port, path, duration, conns, qps, headers):
-    cmd = ["oha", "-z", f"{duration}s", "-c", str(conns), "-q", str(int(qps)), "--latency-correction",
+    cmd = LOAD + ["oha", "-z", f"{duration}s", "-c", str(conns), "-q", str(int(qps)), "--latency-correction",
            "--insecure", "--no-tui", "--output-format", "json"]
     for h in headers:
         cmd += ["-H", h]
@@ -139,13 +142,21 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=None, help="sidecar threads = nginx workers (default: 1 pinned, else 2)")
+    ap.add_argument("--pin", action="store_true", help="pin proxies to CPU 0, upstream and load generator to CPU 1")
+    ap.add_argument("--ab-only", action="store_true",
+                    help="with --baseline: measure only sidecar and before (the fixed rate for p99 is 70%% of before's maximum)")
     ap.add_argument("--quick", action="store_true", help="2 runs of 2 s: a smoke test of the harness")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--baseline", metavar="BIN", help="another sidecar binary, run as the peer 'before'")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.duration = 2, 2
+    args.workers = args.workers or (1 if args.pin else 2)
+    if args.ab_only and not args.baseline:
+        raise SystemExit("--ab-only needs --baseline BIN")
+    proxy_cpus, other_cpus = "0", "1"
+    LOAD[:] = pb.taskset(other_cpus, args.pin)
     for tool in ["nginx", "wrk", "oha"]:
         if not shutil.which(tool):
             raise SystemExit(f"{tool} not found: run scripts/bench-deps.sh")
@@ -181,20 +192,20 @@ def main():
         up = pb.start_nginx(tmp, "upstream",
                             # gzip_proxied: the sidecar sends Via (RFC 9110), which turns nginx's gzip off by default.
                             f"server {{ listen 127.0.0.1:{up_port}; root {www}; access_log off; gzip_static on; gzip_proxied any; }}",
-                            1, "1", False)
+                            1, other_cpus, args.pin)
         procs.append(up)
         ssl_conf = f"ssl_certificate {crt}; ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3;"
         ngx = pb.start_nginx(tmp, "proxy", f"""
   upstream app {{ server 127.0.0.1:{up_port}; keepalive 64; }}
   server {{ listen 127.0.0.1:{ngx_port} ssl; {ssl_conf}
-    location / {{ {pb.NGINX_PROXY_LOCATION} }} }}""", args.workers, "0", False)
+    location / {{ {pb.NGINX_PROXY_LOCATION} }} }}""", args.workers, proxy_cpus, args.pin)
         procs.append(ngx)
         sub = pb.start_nginx(tmp, "subfilter", f"""
   upstream app {{ server 127.0.0.1:{up_port}; keepalive 64; }}
   gzip on; gzip_types text/html; gzip_comp_level 5; gzip_proxied any; gzip_vary on;
   server {{ listen 127.0.0.1:{sub_port} ssl; {ssl_conf}
     location / {{ {pb.NGINX_PROXY_LOCATION} proxy_set_header Accept-Encoding "";
-      sub_filter '</head>' '{TAG}</head>'; sub_filter_once on; }} }}""", args.workers, "0", False)
+      sub_filter '</head>' '{TAG}</head>'; sub_filter_once on; }} }}""", args.workers, proxy_cpus, args.pin)
         procs.append(sub)
         def start_sidecar(name, binary, port):
             conf = os.path.join(tmp, f"{name}.toml")
@@ -209,7 +220,8 @@ url = "http://127.0.0.1:{up_port}"
 [log]
 level = "info"
 """)
-            proc = subprocess.Popen([binary, "run", "--config", conf], stdout=subprocess.DEVNULL,
+            proc = subprocess.Popen(pb.taskset(proxy_cpus, args.pin) + [binary, "run", "--config", conf],
+                                    stdout=subprocess.DEVNULL,
                                     stderr=open(os.path.join(tmp, f"{name}.log"), "w"))
             procs.append(proc)
             return proc
@@ -230,9 +242,12 @@ level = "info"
         ]
         if baseline is not None:
             peers.append(pb.Peer("before", before_port, baseline, lambda: [baseline.pid]))
+        if args.ab_only:
+            peers = [p for p in peers if p.name in ("sidecar", "before")]
         print(f"# tccc-sidecar injection benchmark  ({time.strftime('%Y-%m-%d %H:%M:%S')})")
         print(f"command: benches/inject_bench.py {' '.join(sys.argv[1:])}")
-        print(f"machine: {os.cpu_count()} CPUs; workers per proxy: {args.workers}; unpinned; "
+        print(f"machine: {os.cpu_count()} CPUs; workers per proxy: {args.workers}; "
+              f"{'pinned (proxies on CPU 0, upstream and load on CPU 1)' if args.pin else 'unpinned'}; "
               f"{args.runs} runs x {args.duration}s, wrk -t1 -c{args.connections}")
         if args.baseline:
             print(f"baseline (peer 'before'): {args.baseline}")
@@ -269,8 +284,9 @@ level = "info"
                     cpu[p.name].append(used / (total / 1000.0) if total else float("nan"))
                     size[p.name].append(per)
                     errs[p.name] += e
-            reference = next(p for p in peers if p.name == "subfilter")
-            oha_ref = statistics.median([pb.oha_max(reference.port, path, args.duration, args.connections, headers)
+            ref_name = "before" if args.ab_only else "subfilter"
+            reference = next(p for p in peers if p.name == ref_name)
+            oha_ref = statistics.median([pb.oha_max(reference.port, path, args.duration, args.connections, headers, LOAD)
                                          for _ in range(2)])
             qps = 0.7 * oha_ref
             p99 = {p.name: [] for p in peers}
@@ -278,17 +294,20 @@ level = "info"
                 order = peers[r % len(peers):] + peers[:r % len(peers)]
                 for p in order:
                     p99[p.name].append(run_oha(p.port, path, args.duration, args.connections, qps, headers))
-            print(f"\nfixed rate for p99: {qps:.0f} req/s = 70% of sub_filter's maximum under oha "
+            print(f"\nfixed rate for p99: {qps:.0f} req/s = 70% of {ref_name}'s maximum under oha "
                   f"({oha_ref:.0f} req/s, median of 2 unthrottled runs)\n")
             print("| peer | throughput req/s, median (min-max) | p99 at fixed rate, ms | proxy CPU-s per 1,000 req | bytes/response (wire, incl. headers) | errors |")
             print("|---|---|---|---|---|---|")
             for p in peers:
                 print(f"| {p.name} | {pb.fmt_spread(rps[p.name])} | {pb.fmt_spread(p99[p.name], digits=2)} | "
                       f"{pb.fmt_spread(cpu[p.name], digits=3)} | {statistics.median(size[p.name]):.0f} | {errs[p.name]} |")
-            s, n = statistics.median(rps["sidecar"]), statistics.median(rps["subfilter"])
-            sp, np_ = statistics.median(p99["sidecar"]), statistics.median(p99["subfilter"])
-            sc, nc = statistics.median(cpu["sidecar"]), statistics.median(cpu["subfilter"])
-            print(f"\nsidecar / sub_filter: throughput {s / n:.2f}x, p99 {sp / np_:.2f}x, CPU per request {sc / nc:.2f}x")
+            s, sp, sc = (statistics.median(rps["sidecar"]), statistics.median(p99["sidecar"]),
+                         statistics.median(cpu["sidecar"]))
+            print()
+            if not args.ab_only:
+                n, np_, nc = (statistics.median(rps["subfilter"]), statistics.median(p99["subfilter"]),
+                              statistics.median(cpu["subfilter"]))
+                print(f"sidecar / sub_filter: throughput {s / n:.2f}x, p99 {sp / np_:.2f}x, CPU per request {sc / nc:.2f}x")
             if baseline is not None:
                 b, bp, bc = (statistics.median(rps["before"]), statistics.median(p99["before"]),
                              statistics.median(cpu["before"]))

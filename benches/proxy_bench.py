@@ -259,10 +259,10 @@ def run_oha(port, path, duration, conns, qps):
     return p99, ok
 
 
-def oha_max(port, path, duration, conns, headers=()):
+def oha_max(port, path, duration, conns, headers=(), load=()):
     """Throughput with oha unthrottled: the latency runs use oha, which costs the shared CPUs
     more than wrk does, so their fixed rate is set from what the peer reaches under oha."""
-    cmd = ["oha", "-z", f"{duration}s", "-c", str(conns), "--insecure", "--no-tui", "--output-format", "json"]
+    cmd = list(load) + ["oha", "-z", f"{duration}s", "-c", str(conns), "--insecure", "--no-tui", "--output-format", "json"]
     for h in headers:
         cmd += ["-H", h]
     out = subprocess.run(cmd + [f"https://127.0.0.1:{port}{path}"], capture_output=True, text=True)
