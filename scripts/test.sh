@@ -30,6 +30,9 @@ python3 -c 'import kubernetes_validate, yaml' 2>/dev/null \
 [ -d tests/interop/node/node_modules/tencentcloud-sdk-nodejs ] && [ -d tests/interop/node/node_modules/acorn ] \
   || npm install --prefix tests/interop/node --silent --no-audit --no-fund
 
+# Trac and Django behind Apache/mod_wsgi, tracd and runserver (tests/integration/real_apps).
+bash scripts/real-apps.sh
+
 start=$(date +%s)
 cargo fmt --all -- --check
 # The layer map of ARCHITECTURE.md: no module imports a layer above its own.

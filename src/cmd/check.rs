@@ -84,7 +84,30 @@ pub fn preflight(config: &Config) -> Result<Vec<String>, ConfigError> {
         crate::login::seats::parse(&text, p).map_err(|e| config.error_at("seats.file", e))?;
     }
     notes.extend(login_warnings(config));
+    notes.extend(authorization_warning(config));
     Ok(notes)
+}
+
+/// With `identity.forward_authorization`, the login request must carry the browser's Basic
+/// credentials, and browsers send them unasked only below the directory of the URL that
+/// asked for them. The one URL known to be protected is the introspection URL: a login path
+/// outside its directory may arrive without credentials. (The app's real protection space
+/// may be wider; the sidecar cannot see it.)
+pub fn authorization_warning(config: &Config) -> Option<String> {
+    let ModeSettings::Introspect(s) = &config.identity.settings else {
+        return None;
+    };
+    if !s.forward_authorization {
+        return None;
+    }
+    let path = s.path.split(['?', '#']).next().unwrap_or("/");
+    let dir = &path[..path.rfind('/').map_or(1, |i| i + 1)];
+    (!config.login.path.starts_with(dir)).then(|| {
+        format!(
+            "warning: login.path {} is outside {dir}, the directory of identity.url: browsers send Basic credentials unasked only to paths inside the protection space they were asked for, so make sure the application's protection space covers login.path",
+            config.login.path
+        )
+    })
 }
 
 /// Settings that are valid but leave the login endpoint unable to serve anyone.
@@ -118,4 +141,29 @@ pub fn login_warnings(config: &Config) -> Vec<String> {
         );
     }
     notes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str, login: &str, forward: bool) -> Config {
+        let text = format!(
+            "[server]\nlisten = \"127.0.0.1:8443\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n[upstream]\nurl = \"http://127.0.0.1:8080\"\n[login]\npath = \"{login}\"\n[identity]\nmode = \"introspect\"\nurl = \"{url}\"\nforward_authorization = {forward}\ncookies = [\"s\"]\nuser_selector = \"#u\"\n"
+        );
+        Config::parse(&text, std::path::Path::new("t.toml")).unwrap()
+    }
+
+    #[test]
+    fn a_login_path_outside_the_protected_directory_is_warned_about() {
+        let w = authorization_warning(&config("/trac/newticket", "/loginTCCC", true));
+        assert!(w.is_some_and(|w| w.contains("login.path /loginTCCC is outside /trac/")));
+        assert!(
+            authorization_warning(&config("/trac/newticket", "/trac/loginTCCC", true)).is_none()
+        );
+        assert!(authorization_warning(&config("/newticket?x=/a/b", "/loginTCCC", true)).is_none());
+        // Cookies only: the browser sends them everywhere on the origin.
+        let cookies = config("/trac/newticket", "/loginTCCC", false);
+        assert!(authorization_warning(&cookies).is_none());
+    }
 }

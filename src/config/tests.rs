@@ -2,6 +2,7 @@
 //! names the file, the line and the key.
 
 use super::*;
+use crate::config::identity::AnswerKind;
 
 const MINIMAL: &str = r#"
 [server]
@@ -308,4 +309,94 @@ fn the_new_server_and_inject_settings_parse_with_their_defaults_or_name_their_ke
         "{MINIMAL}[identity]\nstrip_headers = [\"bad name\"]\n"
     ));
     assert!(e.contains("identity.strip_headers"), "{e}");
+}
+
+#[test]
+fn introspection_of_a_page_is_checked_at_load() {
+    let with = |keys: &str| {
+        format!("{MINIMAL}\n[identity]\nmode = \"introspect\"\nurl = \"/prefs\"\n{keys}\n")
+    };
+    let c = parse(&with(
+        "cookies = [\"trac_auth\"]\nuser_selector = \"#metanav .user\"\nuser_regex = \"^as (.+)$\"",
+    ))
+    .unwrap();
+    let ModeSettings::Introspect(s) = &c.identity.settings else {
+        panic!("introspect")
+    };
+    assert!(matches!(s.answer, AnswerKind::Html(_)));
+    let p = s.user_pattern.as_ref().unwrap();
+    assert!(p.is_match("alice@corp.example") && !p.is_match("Alice Smith") && !p.is_match("a<b"));
+    // Basic auth alone needs no cookie.
+    let c = parse(&with(
+        "forward_authorization = true\nuser_selector = \"#u\"",
+    ))
+    .unwrap();
+    let ModeSettings::Introspect(s) = &c.identity.settings else {
+        panic!("introspect")
+    };
+    assert!(s.forward_authorization && s.cookies.is_empty());
+    // The JSON mode keeps its defaults and its own rule.
+    let c = parse(&with("cookies = [\"sid\"]")).unwrap();
+    let ModeSettings::Introspect(s) = &c.identity.settings else {
+        panic!("introspect")
+    };
+    assert!(matches!(&s.answer, AnswerKind::Json { pointer } if pointer == "/id"));
+    assert!(s.user_pattern.is_none() && !s.forward_authorization);
+
+    for (keys, key, says) in [
+        (
+            "user_selector = \"#u\"",
+            "identity.cookies",
+            "forward_authorization",
+        ),
+        (
+            "cookies = [\"s\"]\nuser_selector = \"##\"",
+            "identity.user_selector",
+            "CSS selector",
+        ),
+        (
+            "cookies = [\"s\"]\nuser_selector = \"#u\"\nuser_pointer = \"/id\"",
+            "identity.user_selector",
+            "exclude",
+        ),
+        (
+            "cookies = [\"s\"]\nuser_selector = \"#u\"\nuser_regex = \"as .+\"",
+            "identity.user_regex",
+            "exactly one capture group",
+        ),
+        (
+            "cookies = [\"s\"]\nuser_selector = \"#u\"\nuser_regex = \"(a)(b)\"",
+            "identity.user_regex",
+            "exactly one capture group",
+        ),
+        (
+            "cookies = [\"s\"]\nuser_selector = \"#u\"\nuser_regex = \"(\"",
+            "identity.user_regex",
+            "not a valid regular expression",
+        ),
+        (
+            "cookies = [\"s\"]\nuser_regex = \"(.+)\"",
+            "identity.user_regex",
+            "user_selector",
+        ),
+        (
+            "cookies = [\"s\"]\nuser_attribute = \"value\"",
+            "identity.user_attribute",
+            "user_selector",
+        ),
+        (
+            "cookies = [\"s\"]\nuser_selector = \"#u\"\nuser_pattern = \"[\"",
+            "identity.user_pattern",
+            "not a valid",
+        ),
+        (
+            "cookies = [\"s\"]\nuser_selector = \"#u\"\nuser_attribute = \"a b\"",
+            "identity.user_attribute",
+            "attribute name",
+        ),
+    ] {
+        let e = error(&with(keys));
+        assert!(e.contains(key) && e.contains(says), "{keys}: {e}");
+        assert!(e.starts_with("test.toml:"), "located: {e}");
+    }
 }

@@ -145,6 +145,7 @@ impl LoginService {
             client,
             user: None,
             seat: None,
+            reason: None,
         };
         let answer = self.answer(&req, client, &mut audit).await;
         let latency = start.elapsed();
@@ -157,6 +158,7 @@ impl LoginService {
             seat = %audit.seat.as_deref().unwrap_or("-"),
             outcome = answer.outcome,
             status = answer.status.as_u16(),
+            reason = audit.reason.unwrap_or("-"),
             ccc_request_id = %if answer.request_id.is_empty() { "-" } else { &answer.request_id },
             latency_ms = (latency.as_secs_f64() * 1000.0 * 10.0).round() / 10.0,
             "login token request"
@@ -192,7 +194,7 @@ impl LoginService {
         let who = match req.identity.resolve(req.headers, req.peer, req.host).await {
             Ok(w) => w,
             Err(IdentityError::Unauthenticated(why)) => {
-                tracing::debug!(reason = why, "login: no identity");
+                audit.reason = Some(why);
                 return Answer::error(
                     StatusCode::UNAUTHORIZED,
                     "unauthenticated",
@@ -201,6 +203,7 @@ impl LoginService {
             }
             Err(IdentityError::Unavailable(why)) => {
                 tracing::warn!(reason = why, "login: identity source unavailable");
+                audit.reason = Some(why);
                 return Answer::error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "identity_unavailable",
@@ -344,6 +347,8 @@ struct Audit {
     client: IpAddr,
     user: Option<String>,
     seat: Option<String>,
+    /// Why no user could be named: a fixed string from the identity source, never request data.
+    reason: Option<&'static str>,
 }
 
 fn rate_limited(wait: Duration, outcome: &'static str) -> Answer {

@@ -28,6 +28,8 @@ pub struct Opts<'a> {
     pub tccc_extra: &'a str,
     pub server_extra: &'a str,
     pub crm: Option<Handler>,
+    /// Put the sidecar in front of this URL (a real application) instead of the stand-in.
+    pub upstream: Option<&'a str>,
 }
 
 impl Default for Opts<'_> {
@@ -40,6 +42,7 @@ impl Default for Opts<'_> {
             tccc_extra: "",
             server_extra: "",
             crm: None,
+            upstream: None,
         }
     }
 }
@@ -128,7 +131,8 @@ impl Env {
             dir.path("seats.toml").display(),
             o.seats_extra,
         );
-        let side = Sidecar::start(&crm.url(), o.server_extra, &extra).await;
+        let upstream = o.upstream.map_or_else(|| crm.url(), str::to_string);
+        let side = Sidecar::start(&upstream, o.server_extra, &extra).await;
         Env {
             side,
             em,

@@ -9,7 +9,7 @@ mod jwt;
 mod static_seat;
 
 pub use header::HeaderSettings;
-pub use introspect::IntrospectSettings;
+pub use introspect::{AnswerKind, IntrospectSettings, PageRule, DEFAULT_USER_PATTERN};
 pub use jwt::{JwtSettings, TokenSource};
 pub use static_seat::StaticSettings;
 
@@ -45,6 +45,11 @@ pub struct IdentityTable {
     pub url: Option<String>,
     pub cookies: Vec<String>,
     pub user_pointer: Option<String>,
+    pub user_selector: Option<String>,
+    pub user_attribute: Option<String>,
+    pub user_regex: Option<String>,
+    pub user_pattern: Option<String>,
+    pub forward_authorization: bool,
     pub cache_ttl: Option<Duration>,
     pub negative_cache_ttl: Option<Duration>,
     pub timeout: Option<Duration>,
