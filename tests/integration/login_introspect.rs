@@ -314,3 +314,89 @@ async fn random_cookies_cannot_hammer_whoami_past_the_per_client_limit() {
         "limited requests never reached the CRM"
     );
 }
+
+/// The page source with Basic credentials keeps the rest of introspection: what the request
+/// carries, one call per key under concurrency, logout, and a slow app being 503, uncached.
+#[tokio::test]
+async fn a_page_read_with_basic_credentials_is_cached_shared_under_load_and_forgotten_on_logout() {
+    let crm = handler(|s: Seen| async move {
+        let auth = s
+            .headers
+            .get("authorization")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        if auth == "Basic c2xvdzp4" {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let user = match auth.as_str() {
+            "Basic YWxpY2U6eA==" => "alice",
+            "Basic Ym9iOng=" => "bob",
+            _ => return Response::builder().status(401).body(empty()).unwrap(),
+        };
+        Response::builder()
+            .header("content-type", "text/html; charset=utf-8")
+            .body(full(format!(
+                "<html><body><p class=who>Signed in: <b>{user}</b></p><p>Signed in: <b>mallory</b></p></body></html>"
+            )))
+            .unwrap()
+    });
+    let env = Env::start(Opts {
+        identity: "mode = \"introspect\"\nurl = \"/whoami.html\"\nforward_authorization = true\n\
+                   user_selector = \"p.who b\"\nlogout_paths = [\"/logout\"]\ntimeout = \"300ms\"",
+        crm: Some(crm),
+        ..Opts::default()
+    })
+    .await;
+    let calls = |env: &Env| env.crm_calls("/whoami.html").len();
+    let mut tasks = Vec::new();
+    for _ in 0..10 {
+        let (addr, ca) = (env.side.addr, env.side.ca_pem.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = Client::connect(addr, &ca, Proto::H1, None).await;
+            login(
+                &mut c,
+                &[
+                    ("authorization", "Basic YWxpY2U6eA=="),
+                    ("cookie", "tracking=t1"),
+                ],
+            )
+            .await
+            .0
+        }));
+    }
+    for t in tasks {
+        assert_eq!(within("login", t).await.unwrap(), 200);
+    }
+    assert_eq!(calls(&env), 1, "one call for ten concurrent requests");
+    assert_eq!(env.issued(ALICE_SEAT), 10);
+    let seen = &env.crm_calls("/whoami.html")[0].headers;
+    assert_eq!(seen.get("authorization").unwrap(), "Basic YWxpY2U6eA==");
+    assert!(seen.get("cookie").is_none(), "no cookie is configured");
+    assert_eq!(seen.get("accept").unwrap(), "text/html");
+
+    let mut c = env.side.h1().await;
+    let (s, _, v) = login(&mut c, &[("authorization", "Basic Ym9iOng=")]).await;
+    assert_token(s, &v);
+    assert_eq!(env.issued(BOB_SEAT), 1);
+    assert_eq!(calls(&env), 2);
+    // A logout through the proxy forgets alice's entry: the next request asks again.
+    let req = Request::get("/logout")
+        .header("authorization", "Basic YWxpY2U6eA==")
+        .body(empty())
+        .unwrap();
+    let (parts, _) = read(c.send(req).await.unwrap()).await;
+    assert_eq!(parts.status, 200);
+    let (s, _, _) = login(&mut c, &[("authorization", "Basic YWxpY2U6eA==")]).await;
+    assert_eq!(s, 200);
+    assert_eq!(calls(&env), 3);
+    // A wrong password is the app's 401: refused, and cached briefly like any "no".
+    let (s, _, v) = login(&mut c, &[("authorization", "Basic ZXZlOng=")]).await;
+    assert_error(s, &v, 401, "unauthenticated");
+    // A slow app is 503 and is asked again next time.
+    for _ in 0..2 {
+        let (s, _, v) = login(&mut c, &[("authorization", "Basic c2xvdzp4")]).await;
+        assert_error(s, &v, 503, "identity_unavailable");
+    }
+    assert_eq!(calls(&env), 6);
+}

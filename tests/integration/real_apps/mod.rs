@@ -9,7 +9,6 @@ mod apps;
 use crate::login_common::*;
 use apps::*;
 use base64::Engine;
-use std::sync::{Arc, Mutex};
 
 fn basic(user: &str, password: &str) -> String {
     let pair = format!("{user}:{password}");
@@ -19,14 +18,21 @@ fn basic(user: &str, password: &str) -> String {
     )
 }
 
-/// The sidecar's log lines while a test runs (the test's runtime is single-threaded, so the
-/// sidecar's tasks log on the test's thread).
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
+/// The sidecar's log lines while a test runs. One process-wide subscriber (a scoped one can
+/// miss events while other tests' threads cache their callsites as uninteresting) writes each
+/// line into a buffer of the thread that logged it; a test's runtime is single-threaded, so
+/// its sidecar logs on the test's own thread.
+struct Logs;
 
-impl std::io::Write for Logs {
+thread_local! {
+    static LINES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+struct ThreadBuffer;
+
+impl std::io::Write for ThreadBuffer {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
+        LINES.with(|l| l.borrow_mut().extend_from_slice(b));
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -34,26 +40,23 @@ impl std::io::Write for Logs {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
-    type Writer = Logs;
-    fn make_writer(&'a self) -> Logs {
-        self.clone()
-    }
-}
-
 impl Logs {
-    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-        let logs = Logs::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(logs.clone())
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .finish();
-        (logs.clone(), tracing::subscriber::set_default(subscriber))
+    fn capture() -> (Logs, ()) {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(|| ThreadBuffer)
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish();
+            let _ = tracing::subscriber::set_global_default(subscriber);
+        });
+        LINES.with(|l| l.borrow_mut().clear());
+        (Logs, ())
     }
 
     fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+        LINES.with(|l| String::from_utf8_lossy(&l.borrow()).into_owned())
     }
 
     /// The reason of the last audit line.
