@@ -55,6 +55,19 @@ impl App {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
+
+    /// The log once `done` holds for it (a server writes its access line after the answer
+    /// has gone), or as it is after 5 s.
+    pub async fn log_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.log();
+            if done(&log) || Instant::now() > deadline {
+                return log;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 /// A process group, stopped (TERM, then KILL for what is left) when dropped.
