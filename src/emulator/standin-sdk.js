@@ -88,6 +88,21 @@
     if (ui.state) ui.state.textContent = "Status: " + s;
     emit(EVENTS.statusChanged, { status: s });
   }
+  /* The panel's status follows the calls: busy while one is live, and back to what the agent
+   * had chosen when the last one ends (so it never says "free" beside a call in progress). */
+  var chosen = null;
+  function followCalls() {
+    var live = false;
+    for (var i = 0; i < calls.length; i++) if (calls[i].state !== "ended") live = true;
+    if (live && status !== "busy") {
+      chosen = status;
+      setStatus("busy");
+    } else if (!live && status === "busy" && chosen !== null) {
+      var back = chosen;
+      chosen = null;
+      setStatus(back);
+    }
+  }
   function showCall(call) {
     buildUi();
     if (!ui.rows) return;
@@ -127,6 +142,7 @@
     }
     emit(EVENTS.sessionEnded, payload({ sessionId: call.sessionId }));
     emit(EVENTS.sessionCompleted, payload({ sessionId: call.sessionId }));
+    followCalls();
   }
 
   function request(msg) {
@@ -165,6 +181,7 @@
           var call = { sessionId: r.sessionId, phoneNumber: String(phone), state: "calling" };
           calls.push(call);
           showCall(call);
+          followCalls();
           emit(EVENTS.callOuted, payload({ sessionId: call.sessionId, calleePhoneNumber: call.phoneNumber }));
           return {
             status: "success",
@@ -204,7 +221,7 @@
       // Documented to return nothing.
       online: function () { setStatus("free"); },
       offline: function () { setStatus("offline"); },
-      setStatus: function (s) { setStatus(s && s.status || s); return Promise.resolve(); },
+      setStatus: function (s) { chosen = null; setStatus(s && s.status || s); return Promise.resolve(); },
       getStatus: function () { return status; }
     },
     UI: {

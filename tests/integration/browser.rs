@@ -402,6 +402,19 @@ async fn the_workbench_appears_in_a_real_browser_in_every_kind_of_page() {
                 )
                 .await;
                 assert!(text.as_str().unwrap().contains("+8613800000000"), "{text}");
+                // The panel never says "free" beside a call in progress, and says it again
+                // once the call is hung up.
+                let status = "document.getElementById('tccc-standin-status').textContent + '/' + tccc.Agent.getStatus()";
+                assert_eq!(eval(&page, status).await, json!("Status: busy/busy"));
+                eval(
+                    &page,
+                    "document.querySelector('.tccc-standin-hangup').click(); 1",
+                )
+                .await;
+                assert_eq!(
+                    wait_for(&page, status, &json!("Status: free/free")).await,
+                    json!("Status: free/free")
+                );
                 let deadline = Instant::now() + BROWSER_WAIT;
                 while w.seat("alice@seat.example")["calls_started"] != 1
                     && Instant::now() < deadline
