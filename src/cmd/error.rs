@@ -19,6 +19,9 @@ pub enum RunError {
         #[source]
         source: std::io::Error,
     },
+    /// The bound listener could not be handed to the workers.
+    #[error("server.listen: {0}")]
+    Listener(#[source] std::io::Error),
     #[error("cannot start the runtime: {0}")]
     Runtime(#[source] std::io::Error),
     #[error("server: {0}")]

@@ -104,7 +104,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
         ));
     }
     let workers = crate::runtime::worker_threads(cfg.server.worker_threads);
-    let tls = tls.into_std().map_err(RunError::Serve)?;
+    let tls = tls.into_std().map_err(RunError::Listener)?;
     crate::listener::server::serve_workers_with(tls, state.clone(), &certs, workers, rx)
         .await
         .map_err(RunError::Serve)?;

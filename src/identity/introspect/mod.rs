@@ -216,26 +216,13 @@ impl Introspector {
                     }
                 }
                 AnswerKind::Html(rule) => {
-                    let text = page::decode(&body, &content_type);
-                    let pattern = self
-                        .user_pattern
-                        .as_ref()
-                        .ok_or(IdentityError::Unavailable("no user pattern for a page"))?;
-                    match page::user(&text, rule, pattern) {
+                    match page::user(&page::decode(&body, &content_type), rule) {
                         Ok(u) => u,
                         Err(why) => return Ok(Err(why)),
                     }
                 }
             };
-            if let Some(p) = &self.user_pattern {
-                if !p.is_match(&user) {
-                    return Ok(Err("text is not a valid user"));
-                }
-            }
-            Ok(match super::checked_user(&user) {
-                Ok(u) => Ok(u.into()),
-                Err(_) => Err("text is not a valid user"),
-            })
+            Ok(valid_user(&user, self.user_pattern.as_ref()).map(Arc::from))
         };
         match tokio::time::timeout(self.timeout, work).await {
             Ok(r) => r,
@@ -261,6 +248,15 @@ impl Introspector {
             self.cache.invalidate(&key).await;
         }
     }
+}
+
+/// The id an answer named, if it is one a seat may be looked up by: it matches the user
+/// pattern as a whole (when there is one) and passes the rule every identity source keeps.
+fn valid_user(id: &str, pattern: Option<&Regex>) -> Result<String, &'static str> {
+    if pattern.is_some_and(|p| !p.is_match(id)) {
+        return Err("text is not a valid user");
+    }
+    super::checked_user(id).map_err(|_| "text is not a valid user")
 }
 
 /// A path as compared with `logout_paths`: lower case, without `;jsessionid=…` (or any other

@@ -4,11 +4,10 @@
 //! changed), several means the page is not the one the rule was written for, and both fail
 //! closed. Only that element is read, never the rest of the page: text other users wrote (a
 //! ticket's title, a wiki page) must not be able to name the user. The optional regular
-//! expression applies within the element's text, and the id it yields must match the user
-//! pattern as a whole.
+//! expression applies within the element's text; the id it yields is then checked like any
+//! other (`super::valid_user`).
 
 use crate::config::identity::PageRule;
-use regex::Regex;
 
 /// Bytes of `<head>` searched for a `<meta charset>` when `Content-Type` names none.
 const PRESCAN: usize = 1024;
@@ -23,8 +22,9 @@ pub fn decode(body: &[u8], content_type: &str) -> String {
     enc.decode(body).0.into_owned()
 }
 
-/// The user id the page names, or why it names none (a fixed string, for the audit line).
-pub fn user(html: &str, rule: &PageRule, pattern: &Regex) -> Result<String, &'static str> {
+/// The user id the page names, still to be checked, or why it names none (a fixed string,
+/// for the audit line).
+pub fn user(html: &str, rule: &PageRule) -> Result<String, &'static str> {
     let doc = scraper::Html::parse_document(html);
     let mut found = doc.select(&rule.selector);
     let Some(el) = found.next() else {
@@ -47,9 +47,6 @@ pub fn user(html: &str, rule: &PageRule, pattern: &Regex) -> Result<String, &'st
             None => return Err("user_regex did not match the element's text"),
         },
     };
-    if id.is_empty() || id.len() > 256 || !pattern.is_match(id) {
-        return Err("text is not a valid user");
-    }
     Ok(id.to_string())
 }
 
@@ -104,6 +101,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use regex::Regex;
+
+    /// What introspection makes of the page: the id read, then checked.
+    fn user(html: &str, rule: &PageRule, pattern: &Regex) -> Result<String, &'static str> {
+        super::user(html, rule).and_then(|id| super::super::valid_user(&id, Some(pattern)))
+    }
 
     fn rule(selector: &str, attribute: Option<&str>, regex: Option<&str>) -> PageRule {
         PageRule {

@@ -147,19 +147,20 @@ fn open_append(p: &Path) -> std::fs::File {
         .unwrap()
 }
 
+/// A plain HTTP client that shows redirects instead of following them, as the tests need
+/// to see each answer (a sign-in's cookie comes on its redirect).
+pub fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
 /// The status of a plain GET, or `None` while nothing answers.
 pub async fn status_of(url: &str) -> Option<u16> {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(5))
-        .build()
-        .ok()?;
-    client
-        .get(url)
-        .send()
-        .await
-        .ok()
-        .map(|r| r.status().as_u16())
+    let resp = no_redirects().get(url).send().await.ok()?;
+    Some(resp.status().as_u16())
 }
 
 /// An Apache password file with SHA-1 entries (`{SHA}`, which mod_authn_file reads).
@@ -320,11 +321,7 @@ pub async fn django_admin(users: &[(&str, &str)], first_names: &[(&str, &str)]) 
     run(Command::new(bin("python"))
         .arg(&manage)
         .args(["migrate", "-v0"]));
-    let mut script = String::from(
-        "from django.contrib.auth.models import User, Group\n\
-         from django.contrib.admin.models import LogEntry, ADDITION\n\
-         from django.contrib.contenttypes.models import ContentType\n",
-    );
+    let mut script = String::from("from django.contrib.auth.models import User\n");
     for (u, p) in users {
         script.push_str(&format!(
             "User.objects.create_superuser({u}, '{u2}@example.com', {p})\n",
@@ -340,11 +337,7 @@ pub async fn django_admin(users: &[(&str, &str)], first_names: &[(&str, &str)]) 
             serde_json::to_string(name).unwrap()
         ));
     }
-    std::fs::write(dir.path("setup.py"), script).unwrap();
-    run(Command::new(bin("python"))
-        .arg(&manage)
-        .args(["shell", "-c"])
-        .arg(std::fs::read_to_string(dir.path("setup.py")).unwrap()));
+    manage_shell(&manage, &script);
     let log = dir.path("stderr.log");
     start(
         dir,
@@ -364,7 +357,11 @@ pub async fn django_admin(users: &[(&str, &str)], first_names: &[(&str, &str)]) 
 
 /// Runs Python with the project's Django settings (to add data as the admin would).
 pub fn django_shell(app: &App, code: &str) {
+    manage_shell(&app.dir.path("crm/manage.py"), code);
+}
+
+fn manage_shell(manage: &Path, code: &str) {
     run(Command::new(bin("python"))
-        .arg(app.dir.path("crm/manage.py"))
+        .arg(manage)
         .args(["shell", "-c", code]));
 }

@@ -184,12 +184,19 @@ async fn trac_behind_basic_auth_names_each_user_by_their_own_credentials() {
     token_for(&shown, &[("authorization", &alice)], BOB_SEAT).await;
 }
 
+/// The sidecar with the emulator in front of `app`, with `identity` as its `[identity]`.
+async fn in_front_of(app: &App, identity: &str) -> Env {
+    Env::start(Opts {
+        identity,
+        upstream: Some(&app.url),
+        ..Opts::default()
+    })
+    .await
+}
+
 /// `trac_auth` for `user`, from Trac's own `/login` (Basic there only, as `tracd` does).
 async fn trac_cookie(app: &App, user: &str, password: &str) -> String {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = no_redirects();
     let resp = client
         .get(format!("{}/login", app.url))
         .header("authorization", basic(user, password))
@@ -227,21 +234,7 @@ async fn trac_with_its_cookie_is_read_from_one_element_and_never_from_what_other
             serde_json::to_string(selector).unwrap()
         )
     };
-    let start = |identity: String| {
-        let url = app.url.clone();
-        async move {
-            let identity: &'static str = Box::leak(identity.into_boxed_str());
-            let url: &'static str = Box::leak(url.into_boxed_str());
-            Env::start(Opts {
-                identity,
-                upstream: Some(url),
-                ..Opts::default()
-            })
-            .await
-        }
-    };
-
-    let env = start(rule("label[for=field-cc] em", "")).await;
+    let env = in_front_of(&app, &rule("label[for=field-cc] em", "")).await;
     token_for(&env, &[("cookie", &alice)], ALICE_SEAT).await;
     token_for(&env, &[("cookie", &bob)], BOB_SEAT).await;
     refused(&env, &logs, &[], "no session cookie").await;
@@ -255,7 +248,7 @@ async fn trac_with_its_cookie_is_read_from_one_element_and_never_from_what_other
     .await;
 
     // The ticket's emphasis is a second <em>: a rule that is not specific is refused.
-    let env = start(rule("em", "")).await;
+    let env = in_front_of(&app, &rule("em", "")).await;
     refused(
         &env,
         &logs,
@@ -264,7 +257,7 @@ async fn trac_with_its_cookie_is_read_from_one_element_and_never_from_what_other
     )
     .await;
     // The menu entry holds a sentence, not a user id.
-    let env = start(rule("#metanav li.first", "")).await;
+    let env = in_front_of(&app, &rule("#metanav li.first", "")).await;
     refused(
         &env,
         &logs,
@@ -273,20 +266,17 @@ async fn trac_with_its_cookie_is_read_from_one_element_and_never_from_what_other
     )
     .await;
     // The same sentence is in mallory's ticket; the regex reads only the menu entry.
-    let env = start(rule(
-        "#metanav li.first",
-        "user_regex = \"^logged in as (.+)$\"",
-    ))
+    let env = in_front_of(
+        &app,
+        &rule("#metanav li.first", "user_regex = \"^logged in as (.+)$\""),
+    )
     .await;
     token_for(&env, &[("cookie", &alice)], ALICE_SEAT).await;
 }
 
 /// `sessionid` for `user`, signed in through the admin's own login form.
 async fn django_session(app: &App, user: &str, password: &str) -> String {
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
+    let client = no_redirects();
     let page = client
         .get(format!("{}/admin/login/", app.url))
         .send()
