@@ -62,6 +62,9 @@ pub struct Prepared {
     /// Shell mode, a framed page: the fingerprint of its user for the bridge tag
     /// ([`fingerprint::ANONYMOUS`] when nobody is signed in, `None` when unknown).
     pub user: Option<String>,
+    /// The request was not a GET or HEAD (a framed page answering a form): the shell, which
+    /// reloads at its frame's address after a user change, must not send it again as a GET.
+    posted: bool,
     /// The gate's verdict on the response head, once asked (see [`Prepared::check_response`]).
     checked: Option<Result<(Coding, String), &'static str>>,
 }
@@ -147,6 +150,7 @@ impl Injector {
                 navigation,
                 role,
                 user: None,
+                posted: false,
                 checked: None,
             };
         }
@@ -176,6 +180,7 @@ impl Injector {
             navigation,
             role,
             user: None,
+            posted: post_ok,
             checked: None,
         }
     }
@@ -275,10 +280,14 @@ impl Injector {
         let mut page = self.page_csp(h, public_origin);
         if matches!(prepared.role, Role::Framed { .. }) {
             page.loader_src = self.bridge_src.clone();
-            page.bridge = Some(match &prepared.user {
+            let mut attrs = match &prepared.user {
                 Some(u) => format!(" data-tccc-user=\"{}\"", crate::wire::html::escape(u)),
                 None => String::new(),
-            });
+            };
+            if prepared.posted {
+                attrs.push_str(" data-tccc-posted");
+            }
+            page.bridge = Some(attrs);
         }
         let page = Arc::new(page);
         let rewriter = rewrite::Rewriter::new(page, self.position, encoding);

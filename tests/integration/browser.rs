@@ -134,33 +134,6 @@ pub(crate) async fn world(extra_inject: &str) -> World {
 /// A world in front of the CRM stand-in (cookie `sid=s-<user>`), or with `demo_crm` in front
 /// of the demo CRM (its login form and `demo_session` cookie; logout at `/logout`).
 pub(crate) async fn world_on(demo_crm: bool, extra_inject: &str) -> World {
-    let certs = tccc_sidecar::listener::tls::devcert::generate(&["127.0.0.1".to_string()]).unwrap();
-    let tls = Arc::new(
-        tccc_sidecar::listener::tls::simple_server_config(
-            &certs.leaf_cert_pem,
-            &certs.leaf_key_pem,
-        )
-        .unwrap(),
-    );
-    let sdk_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let sdk_origin = format!("https://{}", sdk_listener.local_addr().unwrap());
-    let (em_addr, em) = start_emulator_api(EmulatorConfig {
-        sdk_app_id: 1400000000,
-        secret_id: "AKIDbrowser".into(),
-        secret_key: "browser-secret".into(),
-        session_token: None,
-        seats: vec!["alice@seat.example".into(), "bob@seat.example".into()],
-        clock: None,
-        rate_limit: 0,
-        sdk_origin: sdk_origin.clone(),
-    })
-    .await;
-    tokio::spawn(tccc_sidecar::emulator::sdk::serve_sdk(
-        sdk_listener,
-        tls,
-        em.clone(),
-        std::future::pending(),
-    ));
     let standin = Upstream::start(handler(|s: Seen| async move {
         if s.uri.path() == "/api/whoami" {
             // The CRM's own idea of who is logged in: cookie sid=s-<user>.
@@ -204,6 +177,45 @@ pub(crate) async fn world_on(demo_crm: bool, extra_inject: &str) -> World {
             "mode = \"introspect\"\nurl = \"/api/whoami\"\ncookies = [\"sid\"]\nuser_pointer = \"/id\"",
         )
     };
+    let mut w = world_in_front_of(crm, identity, extra_inject).await;
+    w.standin = standin;
+    w
+}
+
+/// A world in front of any app at `crm` (plain HTTP on loopback), with `identity` as its
+/// `[identity]` and users alice and bob on seats of their names.
+pub(crate) async fn world_in_front_of(
+    crm: std::net::SocketAddr,
+    identity: &str,
+    extra_inject: &str,
+) -> World {
+    let certs = tccc_sidecar::listener::tls::devcert::generate(&["127.0.0.1".to_string()]).unwrap();
+    let tls = Arc::new(
+        tccc_sidecar::listener::tls::simple_server_config(
+            &certs.leaf_cert_pem,
+            &certs.leaf_key_pem,
+        )
+        .unwrap(),
+    );
+    let sdk_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sdk_origin = format!("https://{}", sdk_listener.local_addr().unwrap());
+    let (em_addr, em) = start_emulator_api(EmulatorConfig {
+        sdk_app_id: 1400000000,
+        secret_id: "AKIDbrowser".into(),
+        secret_key: "browser-secret".into(),
+        session_token: None,
+        seats: vec!["alice@seat.example".into(), "bob@seat.example".into()],
+        clock: None,
+        rate_limit: 0,
+        sdk_origin: sdk_origin.clone(),
+    })
+    .await;
+    tokio::spawn(tccc_sidecar::emulator::sdk::serve_sdk(
+        sdk_listener,
+        tls,
+        em.clone(),
+        std::future::pending(),
+    ));
     let dir = TempDir::new("browser");
     std::fs::write(dir.path("sid"), "AKIDbrowser").unwrap();
     std::fs::write(dir.path("skey"), "browser-secret").unwrap();
@@ -229,7 +241,7 @@ pub(crate) async fn world_on(demo_crm: bool, extra_inject: &str) -> World {
         side,
         em,
         crm,
-        standin,
+        standin: None,
         _dir: dir,
     }
 }
@@ -338,7 +350,7 @@ pub(crate) async fn assert_ready_with_button(page: &Page, what: &str) {
     assert_eq!(violations, json!([]), "{what}: CSP violations");
 }
 
-fn chromium() -> BrowserConfig {
+pub(crate) fn chromium() -> BrowserConfig {
     let profile = std::env::temp_dir().join(format!("tccc-chromium-{}", std::process::id()));
     BrowserConfig::builder()
         .chrome_executable("/usr/bin/chromium")
@@ -753,6 +765,7 @@ async fn the_workbench_appears_in_a_real_browser_in_every_kind_of_page() {
 
     demo_as_a_newcomer(&browser).await;
     crate::browser_shell::scenarios(&browser).await;
+    crate::real_apps::browser::scenarios(&browser).await;
 
     // The diagnostics page names an unreachable SDK host (a closed loopback port here) as
     // the problem, beside the checks that pass.

@@ -18,17 +18,17 @@ use serde_json::{json, Value};
 use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const ALICE_SEAT: &str = "alice@seat.example";
+pub(crate) const ALICE_SEAT: &str = "alice@seat.example";
 const BOB_SEAT: &str = "bob@seat.example";
 
 /// `js` evaluated inside the shell's frame (`w`: its window, `d`: its document); `null` while
 /// the frame is between two documents.
-fn framed(js: &str) -> String {
+pub(crate) fn framed(js: &str) -> String {
     format!("(function(){{try{{var w=document.getElementById('tccc-shell-frame').contentWindow;var d=w.document;return ({js});}}catch(e){{return null}}}})()")
 }
 
-const FRAME_STATE: &str = "d.documentElement.getAttribute('data-tccc-state')";
-const CALLS: &str = "(function(){try{return tccc.Call.getCalls().map(function(c){return c.state})}catch(e){return null}})()";
+pub(crate) const FRAME_STATE: &str = "d.documentElement.getAttribute('data-tccc-state')";
+pub(crate) const CALLS: &str = "(function(){try{return tccc.Call.getCalls().map(function(c){return c.state})}catch(e){return null}})()";
 
 /// A demo CRM session for `user`, from its login form (plain HTTP, loopback).
 async fn demo_session(crm: std::net::SocketAddr, user: &str, password: &str) -> String {

@@ -39,6 +39,8 @@
   var ORIGIN = window.location.origin;
   // The fingerprint of this page's user: "-" when nobody is signed in, null when unknown.
   var user = me ? me.getAttribute("data-tccc-user") : null;
+  // This page answered a form (a POST): the shell must not ask for its address again by GET.
+  var posted = !!me && me.hasAttribute("data-tccc-posted");
   var direct = window.parent === shell;
   var state = "";
   var pending = {};
@@ -54,7 +56,7 @@
     var key = location.href + "\n" + document.title;
     if (type === "page" && key === lastReport) { return; }
     lastReport = key;
-    send({ type: type, user: user, url: location.href, title: document.title, direct: direct });
+    send({ type: type, user: user, url: location.href, title: document.title, direct: direct, posted: posted });
   }
 
   function current() {

@@ -3,8 +3,10 @@
  * whose address comes from this page's own location. Framed pages report through their
  * bridge: their address and title become this tab's, and their user is checked against the
  * workbench's (a different user tears the workbench down before it can be used). A page that
- * breaks out of frames is detected and gets script mode instead of a loop. Leaving the tab
- * during a call asks first. ES5, never throws into the CRM. */
+ * breaks out of frames is detected and gets script mode instead of a loop; the shell's own
+ * reloads (a new user signed in or out, often landing on the very address they started from)
+ * are marked as its own and never taken for one. Leaving the tab during a call asks first.
+ * ES5, never throws into the CRM. */
 (function () {
   "use strict";
   var CONFIG = __CONFIG__;
@@ -17,6 +19,7 @@
   var STARTS = "tccc-shell-starts";
   var FRAMED = "tccc-shell-framed";
   var TEARDOWNS = "tccc-shell-teardowns";
+  var RELOAD = "tccc-shell-reload";
   var leaving = false;
 
   function readList(key) {
@@ -50,6 +53,10 @@
   function frameBusted() {
     var type = "navigate";
     try { type = window.performance.getEntriesByType("navigation")[0].type || type; } catch (e) { /* old browser */ }
+    // The shell's own reload after a user change: marked (one use) just before it left.
+    var own = within(readList(RELOAD), 10000);
+    writeList(RELOAD, []);
+    if (own.length > 0 && own[own.length - 1].u === here) { type = "shell"; }
     var list = readList(STARTS);
     var again = 0;
     var recent = within(list, 10000);
@@ -70,6 +77,8 @@
 
   var sdkUser = null;      // the fingerprint the workbench's token was issued for
   var frameUser;           // the last one a framed page reported (undefined: none yet)
+  var framePosted = false; // the frame's page answered a form rather than a GET
+  var lastGet = null;      // the last address the frame showed by a GET
   var bridges = [];        // { w: window, user: fingerprint }
   var lastError = null;
 
@@ -113,25 +122,45 @@
     } catch (e) { /* the SDK is going anyway */ }
   }
 
+  // The address a reload of the shell should show: the frame's, unless that page answered a
+  // form (sent again as a GET it may be refused or mean something else, as a sign-out
+  // does): then the last page the frame showed by an ordinary GET, or the start.
+  function reloadUrl() {
+    var url = location.href;
+    try { url = frame.contentWindow.location.href; } catch (e) { /* another origin */ }
+    if (url.indexOf(ORIGIN + "/") !== 0) { url = location.href; }
+    if (framePosted) { url = lastGet || ORIGIN + "/"; }
+    return url;
+  }
+  function pathOf(url) {
+    var a = document.createElement("a");
+    a.href = url;
+    var p = a.pathname || "/";
+    return (p.charAt(0) === "/" ? p : "/" + p) + a.search;
+  }
+
   // The user inside the frame is not the workbench's: end the workbench (the agent goes
   // offline, this page is replaced) before anything else can use it. Bounded: identity
-  // sources that keep disagreeing get script mode, where each page asks for itself.
-  function teardown() {
+  // sources that keep disagreeing (the same two users, again and again) get script mode,
+  // where each page asks for itself; agents signing in and out as often as they like do not.
+  function teardown(why) {
     if (leaving) { return; }
     sdkUser = null;
     toBridges(function () { return { type: "state", state: "loading", userOk: false }; });
     goOffline();
     try { window.sessionStorage.removeItem("tccc-sidecar-unauthorized"); } catch (e) { /* storage off */ }
-    var url = location.href;
-    try { url = frame.contentWindow.location.href; } catch (e) { /* another origin */ }
-    if (url.indexOf(ORIGIN + "/") !== 0) { url = location.href; }
+    var url = reloadUrl();
     var list = readList(TEARDOWNS);
-    if (within(list, 60000).length >= 3) {
+    var same = 0;
+    var recent = within(list, 60000);
+    for (var i = 0; i < recent.length; i++) { if (recent[i].w === why) { same++; } }
+    if (same >= 3) {
       toScriptMode("/", 600);
       return;
     }
-    list.push({ t: new Date().getTime() });
+    list.push({ t: new Date().getTime(), w: why });
     writeList(TEARDOWNS, list);
+    writeList(RELOAD, [{ u: pathOf(url), t: new Date().getTime() }]);
     leaving = true;
     location.replace(url);
   }
@@ -141,11 +170,11 @@
     if (u === null || u === undefined) { return true; } // the identity source did not answer
     var changed = frameUser !== undefined && frameUser !== u;
     frameUser = u;
-    if (sdkUser && u !== sdkUser) { teardown(); return false; }
+    if (sdkUser && u !== sdkUser) { teardown(sdkUser + ">" + u); return false; }
     var s = currentState();
     if (!sdkUser && changed && u !== "-" && (s === "unauthorized" || s === "error")) {
       // Someone signed in inside the frame: the workbench is asked for again.
-      teardown();
+      teardown(">" + u);
       return false;
     }
     return true;
@@ -166,7 +195,11 @@
     if (e.origin !== ORIGIN || !d || d.tcccBridge !== 1 || !inFrame(e.source)) { return; }
     try {
       if (d.type === "hello") {
-        if (e.source === frame.contentWindow) { bridges = []; }
+        if (e.source === frame.contentWindow) {
+          bridges = [];
+          framePosted = d.posted === true;
+          if (!framePosted && typeof d.url === "string" && d.url.indexOf(ORIGIN + "/") === 0) { lastGet = d.url; }
+        }
         var b = bridgeFor(e.source);
         b.user = typeof d.user === "string" ? d.user : null;
         if (!checkUser(b.user)) { return; }
@@ -196,7 +229,7 @@
     var u = e.detail && e.detail.user;
     if (frameUser !== undefined && frameUser !== null && u !== frameUser) {
       e.preventDefault();
-      teardown();
+      teardown(u + ">" + frameUser);
       return;
     }
     sdkUser = typeof u === "string" ? u : null;

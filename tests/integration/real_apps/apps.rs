@@ -309,14 +309,27 @@ pub async fn trac_with_form_cookie(users: &[(&str, &str)], data: &TracData<'_>) 
 }
 
 /// A stock `django-admin startproject` with its admin, migrated, with staff users made by
-/// `manage.py`; `first_names` are set as an administrator would in the admin.
-pub async fn django_admin(users: &[(&str, &str)], first_names: &[(&str, &str)]) -> App {
+/// `manage.py`; `first_names` are set as an administrator would in the admin; `settings` is
+/// appended to the project's `settings.py` (what a guide tells an admin to add).
+pub async fn django_admin(
+    users: &[(&str, &str)],
+    first_names: &[(&str, &str)],
+    settings: &str,
+) -> App {
     let dir = TempDir::new("django");
     let project = dir.path("crm");
     std::fs::create_dir_all(&project).unwrap();
     run(Command::new(bin("django-admin"))
         .args(["startproject", "crm"])
         .arg(&project));
+    if !settings.is_empty() {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(project.join("crm/settings.py"))
+            .unwrap();
+        writeln!(f, "\n{settings}").unwrap();
+    }
     let manage = project.join("manage.py");
     run(Command::new(bin("python"))
         .arg(&manage)

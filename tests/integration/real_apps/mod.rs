@@ -4,7 +4,8 @@
 //! sends. Each test checks both sides: the token (or the refusal and its reason in the audit
 //! line) the browser gets, and what the application was asked.
 
-mod apps;
+pub(crate) mod apps;
+pub(crate) mod browser;
 
 use crate::login_common::*;
 use apps::*;
@@ -323,6 +324,7 @@ async fn django_admin_is_read_from_its_user_menu_and_a_display_name_is_refused()
     let app = django_admin(
         &[("admin", "pw-admin"), ("bob", "pw-bob")],
         &[("bob", "Alice")],
+        "",
     )
     .await;
     // Another user's name in the page: the admin created a group called "bob", which the
