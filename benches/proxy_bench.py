@@ -22,8 +22,11 @@ With --baseline BIN, a fourth peer "before" runs another sidecar build (an earli
 release binary) with the same configuration, alternating with the others, and the report adds
 the sidecar / before ratios: a change on the request path measured before and after in one run.
 
+With --session-cookie, every upstream answer sets a session cookie that the sidecars' identity
+mode (introspect) reads: the Set-Cookie check each proxied answer gets, at its worst case.
+
 Usage: benches/proxy_bench.py [--runs 5] [--duration 5] [--workers 2] [--pin] [--quick]
-                              [--baseline BIN]
+                              [--baseline BIN] [--session-cookie]
 Needs nginx, wrk and oha (scripts/bench-deps.sh installs them).
 """
 
@@ -188,9 +191,22 @@ def nginx_proxy_server(up_port, port, crt, key):
     location / {{ {NGINX_PROXY_LOCATION} }} }}"""
 
 
-def sidecar_proxy_conf(path, port, crt, key, workers, up_port):
+# --session-cookie: every upstream answer sets the session cookie the sidecar's identity mode
+# reads, so that the per-answer Set-Cookie check (identity/cookie_scope.rs) runs on every
+# request: its worst case.
+SESSION_COOKIE_UPSTREAM = 'add_header Set-Cookie "sid=bench-session-0123456789abcdef; Path=/; HttpOnly" always;'
+SESSION_COOKIE_IDENTITY = """[identity]
+mode = "introspect"
+url = "/whoami"
+cookies = ["sid"]
+"""
+
+
+def sidecar_proxy_conf(path, port, crt, key, workers, up_port, session_cookie=False):
     """The sidecar doing nginx's job: proxying with injection off, logging every request."""
     with open(path, "w") as f:
+        if session_cookie:
+            f.write(SESSION_COOKIE_IDENTITY)
         f.write(f"""[server]
 listen = "127.0.0.1:{port}"
 tls_cert = "{crt}"
@@ -345,6 +361,8 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--memory-only", action="store_true", help="only the slow-reader memory check")
     ap.add_argument("--baseline", metavar="BIN", help="another sidecar binary, run as the peer 'before'")
+    ap.add_argument("--session-cookie", action="store_true",
+                    help="the upstream sets a session cookie on every answer; the sidecars read it (introspect mode)")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.duration = 2, 2
@@ -368,7 +386,8 @@ def main():
 
         up_port, ceil_port, ngx_port, side_port = free_port(), free_port(), free_port(), free_port()
         proxy_cpus, other_cpus = "0", "1"
-        up = start_nginx(tmp, "upstream", f"server {{ listen 127.0.0.1:{up_port}; root {www}; access_log off; }}",
+        up_extra = SESSION_COOKIE_UPSTREAM if args.session_cookie else ""
+        up = start_nginx(tmp, "upstream", f"server {{ listen 127.0.0.1:{up_port}; root {www}; access_log off; {up_extra} }}",
                          1, other_cpus, args.pin)
         procs.append(up)
         ssl_conf = f"ssl_certificate {crt}; ssl_certificate_key {key}; ssl_protocols TLSv1.2 TLSv1.3;"
@@ -379,7 +398,7 @@ def main():
                           args.pin)
         procs.append(ngx)
         side_conf = os.path.join(tmp, "sidecar.toml")
-        sidecar_proxy_conf(side_conf, side_port, crt, key, workers, up_port)
+        sidecar_proxy_conf(side_conf, side_port, crt, key, workers, up_port, args.session_cookie)
         side_log = open(os.path.join(tmp, "sidecar.log"), "w")
         side = subprocess.Popen(taskset(proxy_cpus, args.pin) + [BIN, "run", "--config", side_conf],
                                 stdout=subprocess.DEVNULL, stderr=side_log)
@@ -389,7 +408,7 @@ def main():
         if args.baseline:
             before_port = free_port()
             before_conf = os.path.join(tmp, "before.toml")
-            sidecar_proxy_conf(before_conf, before_port, crt, key, workers, up_port)
+            sidecar_proxy_conf(before_conf, before_port, crt, key, workers, up_port, args.session_cookie)
             before = subprocess.Popen(taskset(proxy_cpus, args.pin) + [args.baseline, "run", "--config", before_conf],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(before)

@@ -43,6 +43,9 @@ pub struct Snapshot {
     pub inject: Arc<crate::inject::Injector>,
     /// The diagnostics page, unless `inject.diag_path` is empty.
     pub diag: Option<Arc<crate::diag::Diag>>,
+    /// Session cookies set where the login endpoint will never see them (identity modes
+    /// that read a cookie).
+    pub cookie_scope: Option<Arc<crate::identity::cookie_scope::CookieScope>>,
     server_names: Vec<String>,
     public_origin: Option<String>,
 }
@@ -98,12 +101,17 @@ impl Snapshot {
             metrics.clone(),
             learned,
         ));
-        let diag = crate::diag::Diag::from_config(&config, inject.learned.clone()).map(Arc::new);
+        let cookie_scope =
+            crate::identity::cookie_scope::CookieScope::from_config(&config).map(Arc::new);
+        let diag =
+            crate::diag::Diag::from_config(&config, inject.learned.clone(), cookie_scope.clone())
+                .map(Arc::new);
         Ok(Snapshot {
             config,
             hsts,
             inject,
             diag,
+            cookie_scope,
             server_names,
             public_origin,
         })

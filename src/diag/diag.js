@@ -138,6 +138,22 @@
   var who = row('sign-in', 'Signed in, with a seat');
   set(who, C.signIn.status, C.signIn.result, C.signIn.hint);
 
+  // 5b. Session cookies the application set where the sign-in endpoint never sees them (the
+  // sidecar noticed them as they went by; only modes that read a cookie have this row).
+  if (C.cookies) {
+    var jar = row('session-cookie', 'Session cookie reaches ' + C.login);
+    if (C.cookies.length === 0) {
+      set(jar, 'ok', 'no problem seen in the cookies the application set', '');
+    } else {
+      var what = [], fix = [];
+      for (var i = 0; i < C.cookies.length; i++) { what.push(C.cookies[i].what); fix.push(C.cookies[i].fix); }
+      set(jar, 'fail', what.join('; '), 'Tell the operator: ' + fix.join('; ') + '.');
+      if (C.signIn.status !== 'ok') {
+        text(who.children[2], 'The CRM\'s session cookie does not reach the sidecar (see "Session cookie" below): tell the operator.');
+      }
+    }
+  }
+
   // 6. Reachability of the SDK's hosts: an HTTPS request that completes (even with an answer
   // the page cannot read) proves DNS, the route, any proxy and TLS; a WebSocket that opens
   // proves upgrades pass too. A server that wants a token may refuse the socket, so only

@@ -5,6 +5,7 @@
 //! egress, and nothing else tells them why). The page is the sidecar's own: no upstream call,
 //! no token requested, `no-store`, never framed, scripts by nonce only.
 
+use crate::identity::cookie_scope::CookieScope;
 use crate::inject::csp::LearnedOrigins;
 use crate::login::{LoginService, SignInStatus};
 use crate::wire::responses::{empty, full};
@@ -27,6 +28,7 @@ pub struct Diag {
     patterns: Vec<String>,
     learned: Arc<LearnedOrigins>,
     login_path: String,
+    cookie_scope: Option<Arc<CookieScope>>,
 }
 
 impl Diag {
@@ -34,6 +36,7 @@ impl Diag {
     pub fn from_config(
         config: &crate::config::Config,
         learned: Arc<LearnedOrigins>,
+        cookie_scope: Option<Arc<CookieScope>>,
     ) -> Option<Diag> {
         let path = config.inject.diag_path.clone();
         if path.is_empty() {
@@ -57,6 +60,7 @@ impl Diag {
             patterns,
             learned,
             login_path: config.login.path.clone(),
+            cookie_scope,
         })
     }
 
@@ -103,6 +107,12 @@ impl Diag {
             "patterns": self.patterns,
             "timeoutMs": PROBE_TIMEOUT_MS,
             "login": self.login_path,
+            "cookies": self.cookie_scope.as_ref().map(|c| {
+                c.problems()
+                    .iter()
+                    .map(|p| serde_json::json!({ "what": p.what(c.login_path()), "fix": p.fix() }))
+                    .collect::<Vec<_>>()
+            }),
         });
         let nonce = crate::inject::csp::new_nonce();
         let page = page(&script_safe_json(&config), &nonce);

@@ -6,6 +6,7 @@
 //! identity source that cannot answer is `Unavailable` (503, retryable) so that a CRM blip
 //! does not silently take the workbench away from agents.
 
+pub mod cookie_scope;
 pub mod cookies;
 pub mod header;
 pub mod introspect;

@@ -178,6 +178,9 @@ async fn forward(
     }
 
     response_filter::upstream_response(snap, host, resp.headers_mut());
+    if let Some(scope) = &snap.cookie_scope {
+        scope.watch(uri.path(), resp.headers());
+    }
     let ctx = Ctx {
         snap,
         host_value,

@@ -783,6 +783,8 @@ async fn the_workbench_appears_in_a_real_browser_in_every_kind_of_page() {
         let rows = eval(&page, DIAG_ROWS).await;
         assert_eq!(rows["secure-context"][0], "ok", "{rows}");
         assert_eq!(rows["sign-in"][0], "ok", "{rows}");
+        // The CRM stand-in's cookie reaches the login path: the cookie row says so.
+        assert_eq!(rows["session-cookie"][0], "ok", "{rows}");
         assert!(
             rows["sign-in"][1]
                 .as_str()

@@ -228,3 +228,68 @@ pub fn assert_error(status: StatusCode, v: &Value, want_status: u16, want_error:
         "no SdkURL in an error: {v}"
     );
 }
+
+/// The sidecar's log lines while a test runs. One process-wide subscriber (a scoped one can
+/// miss events while other tests' threads cache their callsites as uninteresting) writes each
+/// line into a buffer of the thread that logged it; a test's runtime is single-threaded, so
+/// its sidecar logs on the test's own thread.
+pub struct Logs;
+
+thread_local! {
+    static LINES: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+struct ThreadBuffer;
+
+impl std::io::Write for ThreadBuffer {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        LINES.with(|l| l.borrow_mut().extend_from_slice(b));
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    pub fn capture() -> (Logs, ()) {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(|| ThreadBuffer)
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish();
+            let _ = tracing::subscriber::set_global_default(subscriber);
+        });
+        LINES.with(|l| l.borrow_mut().clear());
+        (Logs, ())
+    }
+
+    pub fn text(&self) -> String {
+        LINES.with(|l| String::from_utf8_lossy(&l.borrow()).into_owned())
+    }
+
+    /// The reason of the last audit line.
+    pub fn last_reason(&self) -> String {
+        let text = self.text();
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| l.contains("login token request"))
+            .unwrap_or_else(|| panic!("no audit line in:\n{text}"))
+            .to_string();
+        let rest = line
+            .split("reason=")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no reason in {line}"));
+        let rest = rest.strip_prefix('"').unwrap_or(rest);
+        rest.split(['"'])
+            .next()
+            .unwrap_or_default()
+            .split(" ccc_request_id")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+}

@@ -400,3 +400,118 @@ async fn a_page_read_with_basic_credentials_is_cached_shared_under_load_and_forg
     }
     assert_eq!(calls(&env), 6);
 }
+
+/// What `/__tccc/diag` says (the JSON the page is built from): its `cookies` list.
+async fn diag_cookies(env: &Env) -> serde_json::Value {
+    let mut c = env.side.h1().await;
+    let (parts, body) = c.get("/__tccc/diag").await;
+    assert_eq!(parts.status, 200);
+    let html = String::from_utf8_lossy(&body).to_string();
+    let json = html
+        .split("id=\"tccc-diag-config\">")
+        .nth(1)
+        .and_then(|r| r.split("</script>").next())
+        .expect("the diagnostics page's data");
+    let v: serde_json::Value = serde_json::from_str(json).unwrap();
+    v["cookies"].clone()
+}
+
+#[tokio::test]
+async fn a_session_cookie_that_cannot_reach_the_login_path_is_named_once_with_the_fix() {
+    let (logs, _guard) = Logs::capture();
+    // An app as Roundup is: its session cookie scoped to the tracker's path, and renamed with
+    // a __Secure- prefix once it knows it is served over HTTPS.
+    let crm = handler(|s: Seen| async move {
+        let cookie = match s.uri.path() {
+            "/demo/login" => "sid=s-alice; Path=/demo/; HttpOnly",
+            "/secure/login" => "__Secure-sid=s-alice; Path=/; Secure; HttpOnly",
+            _ => "theme=dark; Path=/elsewhere/",
+        };
+        Response::builder()
+            .header("set-cookie", cookie)
+            .body(full("signed in"))
+            .unwrap()
+    });
+    let env = Env::start(Opts {
+        identity: IDENTITY,
+        crm: Some(crm),
+        ..Opts::default()
+    })
+    .await;
+    assert_eq!(
+        diag_cookies(&env).await,
+        serde_json::json!([]),
+        "nothing seen yet"
+    );
+    let mut c = env.side.h1().await;
+    // Another cookie's path is nobody's business.
+    c.get("/home").await;
+    for _ in 0..3 {
+        let (parts, _) = c.get("/demo/login").await;
+        // The app's cookie reaches the browser as the app set it (plus Secure).
+        assert_eq!(
+            parts.headers["set-cookie"],
+            "sid=s-alice; Path=/demo/; HttpOnly; Secure"
+        );
+    }
+    let text = logs.text();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("will not reach the login endpoint"))
+        .collect();
+    assert_eq!(lines.len(), 1, "said once: {text}");
+    assert!(
+        lines[0].contains(
+            "sets its session cookie sid with Path=/demo/, so browsers never send it to /loginTCCC"
+        ) && lines[0].contains("set login.path under /demo/ (for example /demo/loginTCCC)"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        !text.contains("s-alice"),
+        "a cookie's value reached the log"
+    );
+    c.get("/secure/login").await;
+    let text = logs.text();
+    assert!(
+        text.contains("sets its session cookie as __Secure-sid, but [identity] names sid")
+            && text.contains("name the cookie __Secure-sid in identity.cookies"),
+        "{text}"
+    );
+    // The diagnostics page shows both, with their fixes, and no cookie value.
+    let cookies = diag_cookies(&env).await;
+    assert_eq!(cookies.as_array().map(Vec::len), Some(2), "{cookies}");
+    assert!(cookies[0]["fix"]
+        .as_str()
+        .unwrap()
+        .contains("set login.path under /demo/"));
+    assert!(cookies[1]["fix"]
+        .as_str()
+        .unwrap()
+        .contains("__Secure-sid in identity.cookies"));
+    assert!(!cookies.to_string().contains("s-alice"));
+    assert_eq!(
+        text.matches("will not reach the login endpoint").count(),
+        2,
+        "each problem once"
+    );
+
+    // With the login path under the cookie's, the same answers say nothing.
+    let logs_before = logs.text().len();
+    let env = Env::start(Opts {
+        identity: IDENTITY,
+        login: "path = \"/demo/loginTCCC\"",
+        crm: Some(handler(|_s: Seen| async move {
+            Response::builder()
+                .header("set-cookie", "sid=s-alice; Path=/demo/")
+                .body(full("signed in"))
+                .unwrap()
+        })),
+        ..Opts::default()
+    })
+    .await;
+    let mut c = env.side.h1().await;
+    c.get("/demo/login").await;
+    assert!(!logs.text()[logs_before..].contains("will not reach"));
+    assert_eq!(diag_cookies(&env).await, serde_json::json!([]));
+}
