@@ -7,8 +7,8 @@
 //! (the workbench ends) and signs in again. In shell mode a call started after signing in
 //! survives all of it on one token and one WebSocket, and the shell stays the shell across
 //! every sign-in and sign-out, also when the app lands on the address it started from.
-//! Django's settings and identity rule are read from `docs/apps/django.md`, so that the
-//! guide is what is tested.
+//! Django's settings and both apps' identity rules are read from their guides in `docs/apps/`,
+//! so that the guides are what is tested.
 
 use super::apps::*;
 use crate::browser::*;
@@ -36,10 +36,12 @@ pub(crate) async fn scenarios(browser: &Browser) {
         },
     )
     .await;
+    let identity = guide_block("trac.md", "toml");
     for shell in [false, true] {
-        trac_scenario(browser, &trac, shell).await;
+        trac_scenario(browser, &trac, &identity, shell).await;
     }
-    let (settings, identity) = django_guide();
+    let settings = guide_block("django.md", "python");
+    let identity = guide_block("django.md", "toml");
     let django = django_admin(USERS, &[], &settings).await;
     for shell in [false, true] {
         django_scenario(browser, &django, &identity, shell).await;
@@ -275,13 +277,10 @@ async fn start_call(page: &Page, w: &World) {
     assert_eq!(w.seat(ALICE_SEAT)["calls_started"], 1);
 }
 
-const TRAC_IDENTITY: &str = "mode = \"introspect\"\nurl = \"/newticket\"\ncookies = [\"trac_auth\"]\n\
-                             user_selector = \"label[for=field-cc] em\"\nlogout_paths = [\"/logout\"]";
-
-async fn trac_scenario(browser: &Browser, trac: &App, shell: bool) {
+async fn trac_scenario(browser: &Browser, trac: &App, identity: &str, shell: bool) {
     let crm = trac.url.trim_start_matches("http://").parse().unwrap();
     let inject = if shell { "mode = \"shell\"" } else { "" };
-    let w = world_in_front_of(crm, TRAC_IDENTITY, inject).await;
+    let w = world_in_front_of(crm, identity, inject).await;
     let (page, asked) = tab_answering_basic(browser, "alice", "pw-alice").await;
     page.goto(w.url("/")).await.unwrap();
     let mode = if shell { "shell" } else { "script" };
@@ -382,27 +381,25 @@ async fn trac_scenario(browser: &Browser, trac: &App, shell: bool) {
     page.close().await.unwrap();
 }
 
-/// The settings block and the `[identity]` rule of `docs/apps/django.md`.
-fn django_guide() -> (String, String) {
-    let doc = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/apps/django.md"),
-    )
-    .unwrap();
-    let block = |lang: &str| -> String {
-        let start = doc
-            .find(&format!("```{lang}\n"))
-            .unwrap_or_else(|| panic!("a {lang} block in docs/apps/django.md"))
-            + lang.len()
-            + 4;
-        let len = doc[start..].find("```").unwrap();
-        doc[start..start + len].to_string()
-    };
-    let identity = block("toml")
+/// The first fenced block in `lang` of `docs/apps/<page>`: the settings a guide tells an
+/// admin to use, which the tests use as they are. A `[identity]` header line is dropped
+/// (the test's sidecar writes its own).
+pub(crate) fn guide_block(page: &str, lang: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("docs/apps")
+        .join(page);
+    let doc = std::fs::read_to_string(&path).unwrap();
+    let fence = format!("```{lang}\n");
+    let start = doc
+        .find(&fence)
+        .unwrap_or_else(|| panic!("a {lang} block in {}", path.display()))
+        + fence.len();
+    let len = doc[start..].find("```").unwrap();
+    doc[start..start + len]
         .lines()
         .filter(|l| l.trim() != "[identity]")
         .collect::<Vec<_>>()
-        .join("\n");
-    (block("python"), identity)
+        .join("\n")
 }
 
 async fn django_scenario(browser: &Browser, django: &App, identity: &str, shell: bool) {

@@ -306,4 +306,41 @@ async fn django_admin_is_read_from_its_user_menu_and_a_display_name_is_refused()
         "anonymous: the application redirected (to its sign-in page?)",
     )
     .await;
+
+    // Why docs/apps/django.md exists: this stock project does not trust X-Forwarded-Proto, so
+    // its own login form, posted from the HTTPS page through the sidecar, is refused by its
+    // CSRF origin check. (The browser scenarios sign in with the guide's setting.)
+    let mut c = env.side.h1().await;
+    let (parts, body) = c.get("/admin/login/").await;
+    assert_eq!(parts.status, 200);
+    let html = String::from_utf8_lossy(&body);
+    let token = html
+        .split("name=\"csrfmiddlewaretoken\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string();
+    let csrf = parts
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("csrftoken="))
+        .and_then(|v| v.split(';').next())
+        .unwrap()
+        .to_string();
+    let form = format!("csrfmiddlewaretoken={token}&username=admin&password=pw-admin");
+    let req = http::Request::post("/admin/login/")
+        .header("origin", "https://localhost")
+        .header("referer", "https://localhost/admin/login/")
+        .header("cookie", format!("csrftoken={csrf}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(crate::common::full(form))
+        .unwrap();
+    let (parts, body) = crate::common::read(c.send(req).await.unwrap()).await;
+    assert_eq!(parts.status, 403, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        String::from_utf8_lossy(&body).contains("Origin checking failed"),
+        "the refusal the guide quotes"
+    );
 }
