@@ -46,6 +46,10 @@ pub struct Snapshot {
     /// Session cookies set where the login endpoint will never see them (identity modes
     /// that read a cookie).
     pub cookie_scope: Option<Arc<crate::identity::cookie_scope::CookieScope>>,
+    /// How the application's own URLs may begin (`UpstreamConfig::own_origins`), and their
+    /// hosts: worked out once, not per answer.
+    pub own_origins: Vec<String>,
+    pub own_hosts: Vec<String>,
     server_names: Vec<String>,
     public_origin: Option<String>,
 }
@@ -103,6 +107,8 @@ impl Snapshot {
         ));
         let cookie_scope =
             crate::identity::cookie_scope::CookieScope::from_config(&config).map(Arc::new);
+        let own_origins = config.upstream.own_origins();
+        let own_hosts = config.upstream.own_hosts();
         let diag =
             crate::diag::Diag::from_config(&config, inject.learned.clone(), cookie_scope.clone())
                 .map(Arc::new);
@@ -112,6 +118,8 @@ impl Snapshot {
             inject,
             diag,
             cookie_scope,
+            own_origins,
+            own_hosts,
             server_names,
             public_origin,
         })

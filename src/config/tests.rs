@@ -400,3 +400,39 @@ fn introspection_of_a_page_is_checked_at_load() {
         assert!(e.starts_with("test.toml:"), "located: {e}");
     }
 }
+
+#[test]
+fn internal_origins_are_origins_and_name_the_apps_own_urls() {
+    let text = MINIMAL.replace(
+        "url = \"http://127.0.0.1:8080\"",
+        "url = \"http://127.0.0.1:8080\"\ninternal_origins = [\"http://OA.intranet\", \"https://oa.intranet:443\", \"http://[::1]:8102\"]",
+    );
+    let c = parse(&text).unwrap();
+    assert_eq!(
+        c.upstream.own_origins(),
+        [
+            "http://127.0.0.1:8080",
+            "http://oa.intranet",
+            "http://oa.intranet:80",
+            "https://oa.intranet:443",
+            "https://oa.intranet",
+            "http://[::1]:8102",
+        ]
+    );
+    assert_eq!(c.upstream.own_hosts(), ["127.0.0.1", "oa.intranet", "::1"]);
+    for bad in [
+        "oa.intranet",
+        "http://oa.intranet/app",
+        "ftp://oa",
+        "http://u:p@oa",
+    ] {
+        let e = error(&MINIMAL.replace(
+            "url = \"http://127.0.0.1:8080\"",
+            &format!("url = \"http://127.0.0.1:8080\"\ninternal_origins = [\"{bad}\"]"),
+        ));
+        assert!(
+            e.contains("upstream.internal_origins") && e.contains("is not an origin"),
+            "{bad}: {e}"
+        );
+    }
+}

@@ -31,6 +31,11 @@ pub struct UpstreamConfig {
     /// upstream (nginx's `proxy_redirect default`, and preloads).
     #[serde(default = "super::server::yes")]
     pub rewrite_redirects: bool,
+    /// Other origins the application knows itself by (`http://oa.intranet:8080`, a base URL
+    /// configured in the app): redirects to them, and cookies whose `Domain` names their
+    /// host, are rewritten for the public origin as the upstream's own are.
+    #[serde(default)]
+    pub internal_origins: Vec<String>,
 }
 
 mod defaults {
@@ -59,6 +64,14 @@ impl UpstreamConfig {
                 );
             }
         }
+        for o in &self.internal_origins {
+            if super::origin::parse_origin(o).is_none() {
+                return invalid(
+                    "upstream.internal_origins",
+                    format!("{o:?} is not an origin: write http(s)://host[:port], with no path"),
+                );
+            }
+        }
         if self.insecure_skip_verify && self.ca_file.is_some() {
             return invalid(
                 "upstream.insecure_skip_verify",
@@ -66,6 +79,49 @@ impl UpstreamConfig {
             );
         }
         Ok(())
+    }
+
+    /// Every way the application's own URLs may begin: the upstream's origin and
+    /// `internal_origins`, each also with its default port written out (or left out).
+    pub fn own_origins(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let first = std::iter::once(self.url.origin.to_ascii_lowercase());
+        let rest = self
+            .internal_origins
+            .iter()
+            .filter_map(|o| super::origin::parse_origin(o));
+        for origin in first.chain(rest) {
+            let Some((scheme, authority)) = origin.split_once("://") else {
+                continue;
+            };
+            let default = if scheme == "https" { 443 } else { 80 };
+            let (host, port) = split_port(authority);
+            let twin = match port {
+                None => format!("{scheme}://{host}:{default}"),
+                Some(p) if p == default => format!("{scheme}://{host}"),
+                Some(_) => String::new(),
+            };
+            for o in [origin.clone(), twin] {
+                if !o.is_empty() && !out.contains(&o) {
+                    out.push(o);
+                }
+            }
+        }
+        out
+    }
+
+    /// The hosts of [`own_origins`](Self::own_origins), lower case, without port or brackets:
+    /// a cookie whose `Domain` names one was meant for the application's own address.
+    pub fn own_hosts(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for o in self.own_origins() {
+            let authority = o.split_once("://").map(|(_, a)| a).unwrap_or_default();
+            let host = split_port(authority).0.trim_matches(['[', ']']).to_string();
+            if !host.is_empty() && !out.contains(&host) {
+                out.push(host);
+            }
+        }
+        out
     }
 
     /// The timeout for the upstream's response headers on `path`: the longest matching override, else the default.
@@ -108,5 +164,18 @@ impl UpstreamConfig {
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "/".into())
         })
+    }
+}
+
+/// `host[:port]` (or `[v6]:port`) split at the port, if there is one.
+fn split_port(authority: &str) -> (&str, Option<u16>) {
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && !port.contains(']') => {
+            match port.parse::<u16>() {
+                Ok(p) => (host, Some(p)),
+                Err(_) => (authority, None),
+            }
+        }
+        _ => (authority, None),
     }
 }

@@ -36,18 +36,14 @@ pub fn upstream_response(snap: &Snapshot, host: &str, h: &mut HeaderMap) {
         || h.contains_key(LINK);
     // Most answers carry none of these: the public origin is worked out only when needed.
     if cfg.upstream.rewrite_redirects && has_redirect {
-        let upstream = &cfg.upstream.url;
         RedirectRewriter {
-            upstream_origin: &upstream.origin,
-            upstream_default_port: upstream.authority.port().is_none(),
+            own_origins: &snap.own_origins,
             public_origin: &snap.public_origin_for(host),
             client_host: host,
         }
         .apply(h);
     }
-    if cfg.server.secure_cookies {
-        secure_cookies(h);
-    }
+    cookies(h, cfg.server.secure_cookies, &snap.own_hosts, host);
     if cfg.server.via {
         h.append(header::VIA, HeaderValue::from_static(VIA));
     }
@@ -101,10 +97,9 @@ fn is_html(h: &HeaderMap) -> bool {
 
 /// The origins a redirect may name and what they become.
 pub struct RedirectRewriter<'a> {
-    /// The upstream's origin as configured (`http://127.0.0.1:8080`).
-    pub upstream_origin: &'a str,
-    /// The upstream's default port, so `http://host:80` and `http://host` both match.
-    pub upstream_default_port: bool,
+    /// The application's own origins (`http://127.0.0.1:8080`, `upstream.internal_origins`),
+    /// each with and without a default port: `UpstreamConfig::own_origins`.
+    pub own_origins: &'a [String],
     /// The public origin (`https://oa.example.com`).
     pub public_origin: &'a str,
     /// The host the client asked for, port included if it sent one.
@@ -114,17 +109,14 @@ pub struct RedirectRewriter<'a> {
 impl RedirectRewriter<'_> {
     /// The rewritten URL, or `None` when `url` does not point at the upstream or the plain-HTTP public host.
     pub fn rewrite(&self, url: &str) -> Option<String> {
-        let mut candidates: Vec<String> = vec![self.upstream_origin.to_string()];
-        if self.upstream_default_port {
-            let (scheme, rest) = self.upstream_origin.split_once("://")?;
-            let port = if scheme == "https" { 443 } else { 80 };
-            candidates.push(format!("{scheme}://{rest}:{port}"));
+        for origin in self.own_origins {
+            if let Some(rest) = strip_origin(url, origin) {
+                return Some(format!("{}{}", self.public_origin, rest));
+            }
         }
         if self.public_origin.starts_with("https://") {
-            candidates.push(format!("http://{}", self.client_host));
-        }
-        for origin in &candidates {
-            if let Some(rest) = strip_origin(url, origin) {
+            let plain = format!("http://{}", self.client_host);
+            if let Some(rest) = strip_origin(url, &plain) {
                 return Some(format!("{}{}", self.public_origin, rest));
             }
         }
@@ -223,22 +215,70 @@ fn strip_origin<'u>(url: &'u str, origin: &str) -> Option<&'u str> {
     }
 }
 
-/// Adds `; Secure` to every `Set-Cookie` that lacks it.
-pub fn secure_cookies(headers: &mut HeaderMap) {
+/// Every `Set-Cookie` of the answer, for the browser: `Secure` added where it lacks it (when
+/// `secure`), and a `Domain` that names one of the application's own hosts (`own_hosts`:
+/// the upstream's, `upstream.internal_origins`') dropped, since the browser would refuse a
+/// cookie for a host it is not talking to; the cookie then belongs to the public host alone.
+/// A `Domain` the client's host lies in is kept. Answers without cookies cost one lookup.
+pub fn cookies(headers: &mut HeaderMap, secure: bool, own_hosts: &[String], client_host: &str) {
     if !headers.contains_key(SET_COOKIE) {
         return;
     }
+    let client = client_host_name(client_host);
     let values: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
     headers.remove(SET_COOKIE);
     for v in values {
         let new = match v.to_str() {
-            Ok(s) if !has_secure_attribute(s) => {
-                HeaderValue::from_str(&format!("{s}; Secure")).unwrap_or(v)
+            Ok(s) => {
+                let dropped = without_own_domain(s, own_hosts, &client);
+                let s = dropped.as_deref().unwrap_or(s);
+                let add_secure = secure && !has_secure_attribute(s);
+                match (dropped.is_some(), add_secure) {
+                    (false, false) => v,
+                    (_, true) => HeaderValue::from_str(&format!("{s}; Secure")).unwrap_or(v),
+                    (true, false) => HeaderValue::from_str(s).unwrap_or(v),
+                }
             }
-            _ => v,
+            Err(_) => v,
         };
         headers.append(SET_COOKIE, new);
     }
+}
+
+/// The client's host name, lower case, without port or brackets.
+fn client_host_name(host: &str) -> String {
+    let h = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
+    };
+    h.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The cookie without its `Domain` attribute when that names one of `own_hosts` and the
+/// client's host does not lie in it; `None` when nothing changes.
+fn without_own_domain(cookie: &str, own_hosts: &[String], client: &str) -> Option<String> {
+    let mut parts = cookie.split(';');
+    let first = parts.next()?;
+    let mut out = String::with_capacity(cookie.len());
+    out.push_str(first);
+    let mut dropped = false;
+    for attr in parts {
+        if let Some((k, v)) = attr.split_once('=') {
+            if k.trim().eq_ignore_ascii_case("domain") {
+                let domain = v.trim().trim_start_matches('.').to_ascii_lowercase();
+                let own = own_hosts.contains(&domain);
+                let covers_client = client == domain || client.ends_with(&format!(".{domain}"));
+                if own && !covers_client {
+                    dropped = true;
+                    continue;
+                }
+            }
+        }
+        out.push(';');
+        out.push_str(attr);
+    }
+    dropped.then_some(out)
 }
 
 fn has_secure_attribute(cookie: &str) -> bool {
@@ -251,11 +291,15 @@ fn has_secure_attribute(cookie: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::LazyLock;
+
+    static OWN: LazyLock<Vec<String>> = LazyLock::new(|| vec!["http://127.0.0.1:8080".into()]);
+    static OWN_DEFAULT_PORT: LazyLock<Vec<String>> =
+        LazyLock::new(|| vec!["http://app".into(), "http://app:80".into()]);
 
     fn rw() -> RedirectRewriter<'static> {
         RedirectRewriter {
-            upstream_origin: "http://127.0.0.1:8080",
-            upstream_default_port: false,
+            own_origins: &OWN,
             public_origin: "https://oa.example.com",
             client_host: "oa.example.com",
         }
@@ -299,8 +343,7 @@ mod tests {
     #[test]
     fn default_port_matches_both_spellings() {
         let r = RedirectRewriter {
-            upstream_origin: "http://app",
-            upstream_default_port: true,
+            own_origins: &OWN_DEFAULT_PORT,
             ..rw()
         };
         assert_eq!(
@@ -388,7 +431,7 @@ mod tests {
         );
         h.append(SET_COOKIE, HeaderValue::from_static("a=2; secure"));
         h.append(SET_COOKIE, HeaderValue::from_static("secure=3"));
-        secure_cookies(&mut h);
+        cookies(&mut h, true, &[], "oa.example.com");
         let v: Vec<_> = h
             .get_all(SET_COOKIE)
             .iter()
@@ -402,5 +445,50 @@ mod tests {
                 "secure=3; Secure"
             ]
         );
+    }
+
+    #[test]
+    fn a_cookie_for_the_apps_own_host_is_kept_by_the_browser() {
+        let own = vec!["127.0.0.1".to_string(), "oa.intranet".to_string()];
+        let mut h = HeaderMap::new();
+        for c in [
+            "sid=1; Domain=oa.intranet; Path=/; HttpOnly",
+            "a=2; domain=.OA.INTRANET; Secure",
+            "b=3; Path=/; Domain=127.0.0.1",
+            // The public host's own domain, and other domains, are the app's business.
+            "c=4; Domain=example.com",
+            "d=5; Domain=sso.corp",
+        ] {
+            h.append(SET_COOKIE, HeaderValue::from_str(c).unwrap());
+        }
+        cookies(&mut h, true, &own, "oa.example.com:8443");
+        let v: Vec<_> = h
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            v,
+            [
+                "sid=1; Path=/; HttpOnly; Secure",
+                "a=2; Secure",
+                "b=3; Path=/; Secure",
+                "c=4; Domain=example.com; Secure",
+                "d=5; Domain=sso.corp; Secure",
+            ]
+        );
+        // An internal name that is also the public one (or its parent) stays.
+        let mut h = HeaderMap::new();
+        h.append(
+            SET_COOKIE,
+            HeaderValue::from_static("sid=1; Domain=oa.intranet"),
+        );
+        cookies(&mut h, false, &own, "crm.oa.intranet");
+        assert_eq!(h[SET_COOKIE], "sid=1; Domain=oa.intranet");
+        // Without Secure to add, an untouched cookie is the same value.
+        let mut h = HeaderMap::new();
+        h.append(SET_COOKIE, HeaderValue::from_static("sid=1; Path=/"));
+        cookies(&mut h, false, &own, "oa.example.com");
+        assert_eq!(h[SET_COOKIE], "sid=1; Path=/");
     }
 }

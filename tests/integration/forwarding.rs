@@ -364,6 +364,75 @@ async fn redirects_to_the_upstream_origin_are_rewritten_to_the_public_origin() {
 }
 
 #[tokio::test]
+async fn an_app_that_knows_itself_by_an_internal_address_keeps_its_redirects_and_cookies() {
+    // The app's configured base URL is http://oa.intranet:8080 (as legacy OA systems and
+    // Roundup's `web` setting are): its redirects and its cookie's Domain name that host.
+    let up = Upstream::start(handler(|s| async move {
+        let target = match s.uri.path() {
+            "/login" => "http://oa.intranet:8080/home?x=1",
+            "/default-port" => "https://oa.intranet/secure",
+            _ => "http://oa.intranet:8081/other-port",
+        };
+        Response::builder()
+            .status(302)
+            .header("location", target)
+            .header(
+                "set-cookie",
+                "sid=s-1; Domain=oa.intranet; Path=/; HttpOnly",
+            )
+            .header("set-cookie", "lang=zh; Domain=.example.com; Path=/")
+            .body(empty())
+            .unwrap()
+    }))
+    .await;
+    let side = Sidecar::start(
+        &up.url(),
+        "",
+        "internal_origins = [\"http://oa.intranet:8080\", \"https://oa.intranet\"]",
+    )
+    .await;
+    for proto in BOTH {
+        let mut c = side.client(proto, None).await;
+        let (parts, _) = c.get("/login").await;
+        assert_eq!(
+            parts.headers["location"], "https://localhost/home?x=1",
+            "{proto:?}"
+        );
+        let cookies: Vec<&str> = parts
+            .headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        // The browser would drop a cookie for oa.intranet: it becomes the public host's.
+        assert_eq!(
+            cookies,
+            [
+                "sid=s-1; Path=/; HttpOnly; Secure",
+                "lang=zh; Domain=.example.com; Path=/; Secure"
+            ]
+        );
+        let (parts, _) = c.get("/default-port").await;
+        assert_eq!(parts.headers["location"], "https://localhost/secure");
+        // Another port of that host is another origin: left alone.
+        let (parts, _) = c.get("/x").await;
+        assert_eq!(
+            parts.headers["location"],
+            "http://oa.intranet:8081/other-port"
+        );
+    }
+    // Without the setting, the internal address is the app's business (and the browser's
+    // problem): nothing is guessed.
+    let side = Sidecar::start(&up.url(), "", "").await;
+    let mut c = side.h1().await;
+    let (parts, _) = c.get("/login").await;
+    assert_eq!(
+        parts.headers["location"],
+        "http://oa.intranet:8080/home?x=1"
+    );
+}
+
+#[tokio::test]
 async fn public_origin_is_used_for_rewrites_when_configured() {
     let up = Upstream::start(handler(|s| async move {
         let loc = format!("http://{}/x", s.headers["host"].to_str().unwrap());
