@@ -48,7 +48,7 @@ pub struct Snapshot {
     pub cookie_scope: Option<Arc<crate::identity::cookie_scope::CookieScope>>,
     /// How the application's own URLs may begin (`UpstreamConfig::own_origins`), and their
     /// hosts: worked out once, not per answer.
-    pub own_origins: Vec<String>,
+    pub own_origins: Arc<Vec<String>>,
     pub own_hosts: Vec<String>,
     server_names: Vec<String>,
     public_origin: Option<String>,
@@ -107,7 +107,7 @@ impl Snapshot {
         ));
         let cookie_scope =
             crate::identity::cookie_scope::CookieScope::from_config(&config).map(Arc::new);
-        let own_origins = config.upstream.own_origins();
+        let own_origins = Arc::new(config.upstream.own_origins());
         let own_hosts = config.upstream.own_hosts();
         let diag =
             crate::diag::Diag::from_config(&config, inject.learned.clone(), cookie_scope.clone())

@@ -134,6 +134,10 @@ pub struct InjectConfig {
     /// bytes). Default: derived from the CCC SecretKey, so replicas with the same credentials
     /// agree.
     pub shell_key_file: Option<PathBuf>,
+    /// Absolute URLs in the pages the sidecar rewrites (`href`, `src`, `action`, …) that name
+    /// the app's own address (the upstream, `upstream.internal_origins`, `http://` + the
+    /// public host) become the public origin.
+    pub rewrite_urls: bool,
 }
 
 impl Default for InjectConfig {
@@ -154,6 +158,7 @@ impl Default for InjectConfig {
             csp: CspMode::Rewrite,
             diag_path: "/__tccc/diag".into(),
             diag_hosts: None,
+            rewrite_urls: true,
             click_to_call_allow: Vec::new(),
             // ITU-T international premium-rate (+979), shared-cost (+808) and international
             // networks and satellite services (+870, +881, +882, +883): ranges that cost the

@@ -18,6 +18,7 @@ pub mod loader;
 pub mod rewrite;
 pub mod sdk_hosts;
 pub mod shell;
+mod urls;
 
 use crate::config::Config;
 use crate::runtime::metrics::Metrics;
@@ -48,6 +49,9 @@ pub struct Injector {
     pub learned: Arc<csp::LearnedOrigins>,
     pub loader: loader::Loader,
     metrics: Arc<Metrics>,
+    /// `inject.rewrite_urls`: the app's own origins whose URLs in pages are moved to the
+    /// public origin.
+    own_origins: Option<Arc<Vec<String>>>,
 }
 
 pub use crate::config::CspMode;
@@ -111,6 +115,9 @@ impl Injector {
             },
             loader: loader::Loader::new(config),
             metrics,
+            own_origins: i
+                .rewrite_urls
+                .then(|| Arc::new(config.upstream.own_origins())),
         }
     }
 
@@ -191,10 +198,11 @@ impl Injector {
         &self,
         prepared: Prepared,
         resp: Response<PooledBody>,
-        public_origin: impl FnOnce() -> String,
+        public_origin: impl Fn() -> String,
+        host: &str,
     ) -> Response<Body> {
         let role = prepared.role;
-        let mut resp = self.rewrite(prepared, resp, public_origin);
+        let mut resp = self.rewrite(prepared, resp, public_origin, host);
         if self.shell {
             if matches!(role, Role::Framed { .. }) {
                 self.metrics.shell("framed");
@@ -208,7 +216,8 @@ impl Injector {
         &self,
         prepared: Prepared,
         resp: Response<PooledBody>,
-        public_origin: impl FnOnce() -> String,
+        public_origin: impl Fn() -> String,
+        host: &str,
     ) -> Response<Body> {
         let accepted = match prepared.plan {
             Ok(a) => a,
@@ -277,7 +286,14 @@ impl Injector {
             }
         }
         add_vary_accept_encoding(h);
-        let mut page = self.page_csp(h, public_origin);
+        let mut page = self.page_csp(h, &public_origin);
+        if let Some(own) = &self.own_origins {
+            page.urls = Some(Arc::new(crate::wire::rebase::Rebase::new(
+                own.clone(),
+                public_origin(),
+                host,
+            )));
+        }
         if matches!(prepared.role, Role::Framed { .. }) {
             page.loader_src = self.bridge_src.clone();
             let mut attrs = match &prepared.user {
@@ -289,13 +305,16 @@ impl Injector {
             }
             page.bridge = Some(attrs);
         }
+        // URLs may be anywhere in the page: with them to rewrite, the whole page is tokenized,
+        // not only up to the tag.
+        let stop_when_placed = self.position == rewrite::Position::Head && page.urls.is_none();
         let page = Arc::new(page);
         let rewriter = rewrite::Rewriter::new(page, self.position, encoding);
         let body = body::InjectBody::new(
             body,
             decoder,
             rewriter,
-            self.position == rewrite::Position::Head,
+            stop_when_placed,
             encoder,
             self.metrics.clone(),
         );
@@ -307,7 +326,7 @@ impl Injector {
     fn page_csp(
         &self,
         h: &mut HeaderMap,
-        public_origin: impl FnOnce() -> String,
+        public_origin: impl Fn() -> String,
     ) -> rewrite::PageInjection {
         for name in [PERMISSIONS_POLICY, FEATURE_POLICY] {
             let legacy = name == FEATURE_POLICY;

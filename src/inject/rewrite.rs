@@ -45,10 +45,10 @@ static SELECTORS: LazyLock<Selectors> = LazyLock::new(|| {
     }
 });
 
-type Handler = (Cow<'static, Selector>, ElementContentHandlers<'static>);
+pub(super) type Handler = (Cow<'static, Selector>, ElementContentHandlers<'static>);
 
 /// A handler for the elements `selector` matches.
-fn on(
+pub(super) fn on(
     selector: &'static Selector,
     f: impl FnMut(&mut Element<'_, '_, lol_html::send::SendHandlerTypes>) -> lol_html::HandlerResult
         + Send
@@ -71,6 +71,8 @@ pub struct PageInjection {
     /// Shell mode's bridge: extra attributes (already escaped), and the tag is not deferred,
     /// so that the bridge reports the page's user before the page's own scripts run.
     pub bridge: Option<String>,
+    /// URLs naming the app's own address are moved to the public origin (`inject.rewrite_urls`).
+    pub urls: Option<Arc<crate::wire::rebase::Rebase>>,
 }
 
 impl PageInjection {
@@ -80,6 +82,7 @@ impl PageInjection {
             nonce: Mutex::new(None),
             csp: None,
             bridge: None,
+            urls: None,
         }
     }
 
@@ -176,6 +179,11 @@ impl Rewriter {
                     .with_max_allowed_memory_usage(MAX_PARSER_MEMORY)
                     .with_graceful_bail_out_on_memory_limit_exceeded(true),
             );
+        if let Some(rebase) = &tag.urls {
+            for h in super::urls::handlers(rebase.clone()) {
+                settings = settings.append_element_content_handler(h);
+            }
+        }
         if tag.csp.is_some() {
             let t = tag.clone();
             settings = settings.append_element_content_handler(on(

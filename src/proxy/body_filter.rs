@@ -32,7 +32,7 @@ pub async fn respond(
     let snap = ctx.snap;
     let host = ctx.host_value.to_str().unwrap_or_default();
     snap.inject
-        .respond(ctx.prepared, resp, || snap.public_origin_for(host))
+        .respond(ctx.prepared, resp, || snap.public_origin_for(host), host)
 }
 
 /// Shell mode: a framed page redirected to another origin (single sign-on, typically, whose

@@ -21,6 +21,7 @@ use super::refusal::Refusal;
 use crate::state::Snapshot;
 use crate::wire::hop;
 use crate::wire::names::{REFRESH, VIA};
+use crate::wire::rebase::Rebase;
 use crate::wire::responses::error_page;
 use crate::wire::Body;
 use http::header::{self, HeaderMap, HeaderValue, CONTENT_LOCATION, LINK, LOCATION, SET_COOKIE};
@@ -37,9 +38,7 @@ pub fn upstream_response(snap: &Snapshot, host: &str, h: &mut HeaderMap) {
     // Most answers carry none of these: the public origin is worked out only when needed.
     if cfg.upstream.rewrite_redirects && has_redirect {
         RedirectRewriter {
-            own_origins: &snap.own_origins,
-            public_origin: &snap.public_origin_for(host),
-            client_host: host,
+            rebase: Rebase::new(snap.own_origins.clone(), snap.public_origin_for(host), host),
         }
         .apply(h);
     }
@@ -95,32 +94,16 @@ fn is_html(h: &HeaderMap) -> bool {
         .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/html"))
 }
 
-/// The origins a redirect may name and what they become.
-pub struct RedirectRewriter<'a> {
-    /// The application's own origins (`http://127.0.0.1:8080`, `upstream.internal_origins`),
-    /// each with and without a default port: `UpstreamConfig::own_origins`.
-    pub own_origins: &'a [String],
-    /// The public origin (`https://oa.example.com`).
-    pub public_origin: &'a str,
-    /// The host the client asked for, port included if it sent one.
-    pub client_host: &'a str,
+/// Redirect headers that name the application's own address, moved to the public origin.
+pub struct RedirectRewriter {
+    pub rebase: Rebase,
 }
 
-impl RedirectRewriter<'_> {
-    /// The rewritten URL, or `None` when `url` does not point at the upstream or the plain-HTTP public host.
+impl RedirectRewriter {
+    /// The rewritten URL, or `None` when `url` does not point at the app's own address or
+    /// the plain-HTTP public host.
     pub fn rewrite(&self, url: &str) -> Option<String> {
-        for origin in self.own_origins {
-            if let Some(rest) = strip_origin(url, origin) {
-                return Some(format!("{}{}", self.public_origin, rest));
-            }
-        }
-        if self.public_origin.starts_with("https://") {
-            let plain = format!("http://{}", self.client_host);
-            if let Some(rest) = strip_origin(url, &plain) {
-                return Some(format!("{}{}", self.public_origin, rest));
-            }
-        }
-        None
+        self.rebase.url(url)
     }
 
     /// Applies [`rewrite`](Self::rewrite) to `Location`, `Content-Location`, `Refresh` and
@@ -196,22 +179,6 @@ impl RedirectRewriter<'_> {
         let url = value[at..].trim().trim_matches(['\'', '"']);
         let new = self.rewrite(url)?;
         Some(format!("{}{}", &value[..at], new))
-    }
-}
-
-/// `url` without `origin` when it starts with it (scheme and host case-insensitively) followed
-/// by the end, a path, a query or a fragment.
-fn strip_origin<'u>(url: &'u str, origin: &str) -> Option<&'u str> {
-    if url.len() < origin.len() || !url.is_char_boundary(origin.len()) {
-        return None;
-    }
-    let (head, rest) = url.split_at(origin.len());
-    if !head.eq_ignore_ascii_case(origin) {
-        return None;
-    }
-    match rest.as_bytes().first() {
-        None | Some(b'/') | Some(b'?') | Some(b'#') => Some(rest),
-        _ => None,
     }
 }
 
@@ -291,18 +258,20 @@ fn has_secure_attribute(cookie: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::LazyLock;
 
-    static OWN: LazyLock<Vec<String>> = LazyLock::new(|| vec!["http://127.0.0.1:8080".into()]);
-    static OWN_DEFAULT_PORT: LazyLock<Vec<String>> =
-        LazyLock::new(|| vec!["http://app".into(), "http://app:80".into()]);
-
-    fn rw() -> RedirectRewriter<'static> {
+    fn rewriter(own: &[&str]) -> RedirectRewriter {
+        let own = own.iter().map(|s| s.to_string()).collect();
         RedirectRewriter {
-            own_origins: &OWN,
-            public_origin: "https://oa.example.com",
-            client_host: "oa.example.com",
+            rebase: Rebase::new(
+                std::sync::Arc::new(own),
+                "https://oa.example.com".into(),
+                "oa.example.com",
+            ),
         }
+    }
+
+    fn rw() -> RedirectRewriter {
+        rewriter(&["http://127.0.0.1:8080"])
     }
 
     #[test]
@@ -342,10 +311,7 @@ mod tests {
 
     #[test]
     fn default_port_matches_both_spellings() {
-        let r = RedirectRewriter {
-            own_origins: &OWN_DEFAULT_PORT,
-            ..rw()
-        };
+        let r = rewriter(&["http://app", "http://app:80"]);
         assert_eq!(
             r.rewrite("http://app:80/x").unwrap(),
             "https://oa.example.com/x"

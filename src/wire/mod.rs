@@ -9,6 +9,7 @@ pub mod hop;
 pub mod html;
 pub mod names;
 pub mod pool;
+pub mod rebase;
 pub mod responses;
 pub mod upstream;
 /// Used by the emulator and the demo CRM only.

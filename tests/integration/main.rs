@@ -21,6 +21,7 @@ mod login_endpoint;
 mod login_introspect;
 mod login_jwt;
 mod login_seats;
+mod page_urls;
 mod real_apps;
 mod secrets;
 mod shell;
