@@ -11,6 +11,8 @@ nginx's worker_processes equals the sidecar's worker threads.
 
 Workloads:
   - an 80 KB HTML page, client without Accept-Encoding (everything uncompressed);
+  - an 80 KB page whose ~800 rows each link to the app's own address (http://127.0.0.1:PORT/...),
+    which the sidecar rewrites to the public origin and the others pass through;
   - the same page from a gzip upstream (gzip_static) to a client accepting "gzip, br": the
     sidecar decodes gzip and sends brotli; sub_filter gets it uncompressed and gzips it;
     plain nginx passes the upstream's gzip through untouched;
@@ -179,7 +181,17 @@ def main():
         while len(big) < 5 * 1024 * 1024:
             big += row
         big += "</table></body></html>\n"
-        for name, text in [("page.html", page), ("big.html", big)]:
+        up_port = pb.free_port()
+        # The same page whose rows link to the app's own address, as apps that know their
+        # internal URL write them: the sidecar moves each to the public origin (inject.rewrite_urls).
+        links = head
+        n = 0
+        while len(links) < 80 * 1024:
+            n += 1
+            links += (f'<tr><td><a href="http://127.0.0.1:{up_port}/customer/{n}">Customer</a></td>'
+                      f'<td>+86 21 5555 0101</td><td>note</td></tr>\n')
+        links += "</table></body></html>\n"
+        for name, text in [("page.html", page), ("big.html", big), ("links.html", links)]:
             with open(os.path.join(www, name), "w") as f:
                 f.write(text)
         with open(os.path.join(www, "page.html.gz"), "wb") as f:
@@ -188,7 +200,7 @@ def main():
         subprocess.run([pb.BIN, "cert", "--out", certs, "--host", "localhost", "--host", "127.0.0.1"],
                        check=True, stdout=subprocess.DEVNULL)
         crt, key = os.path.join(certs, "tls.crt"), os.path.join(certs, "tls.key")
-        up_port, ngx_port, sub_port, side_port = pb.free_port(), pb.free_port(), pb.free_port(), pb.free_port()
+        ngx_port, sub_port, side_port = pb.free_port(), pb.free_port(), pb.free_port()
         up = pb.start_nginx(tmp, "upstream",
                             # gzip_proxied: the sidecar sends Via (RFC 9110), which turns nginx's gzip off by default.
                             f"server {{ listen 127.0.0.1:{up_port}; root {www}; access_log off; gzip_static on; gzip_proxied any; }}",
@@ -259,6 +271,7 @@ level = "info"
         workloads = [
             ("/page.html", "80 KB HTML page, client without Accept-Encoding", []),
             ("/page.html", "80 KB HTML page, gzip upstream, client accepting gzip and br", ["Accept-Encoding: gzip, br"]),
+            ("/links.html", "80 KB HTML page with a link to the app's own address in each row, client without Accept-Encoding", []),
         ]
         for path, label, headers in workloads:
             print(f"## {label}")
@@ -266,8 +279,9 @@ level = "info"
                 status, hdrs, body = fetch(p.port, path, headers)
                 plain = decode(hdrs, body)
                 tags = plain.count(TAG.encode()) if plain is not None else "?"
+                internal = plain.count(f"http://127.0.0.1:{up_port}/".encode()) if plain is not None else "?"
                 print(f"check {p.name:9} {status}; content-encoding {hdrs.get('content-encoding', 'identity')}; "
-                      f"{len(body)} bytes on the wire; loader tags {tags}")
+                      f"{len(body)} bytes on the wire; loader tags {tags}; URLs of the app's own address {internal}")
                 if p.name != "nginx" and plain is not None and tags != 1:
                     raise SystemExit(f"{p.name} did not inject exactly once")
             rps = {p.name: [] for p in peers}
