@@ -27,7 +27,11 @@ With --baseline BIN, a fourth peer "before" runs another sidecar build (an earli
 release binary) with the same configuration, alternating with the others, and the report adds
 the sidecar / before ratios and the slow-reader memory check of both.
 
+With --rewrite-urls, the peer "sidecar" rewrites the app's own URLs in pages
+(inject.rewrite_urls = true): with --baseline, the cost of that option.
+
 Usage: benches/inject_bench.py [--runs 3] [--duration 5] [--quick] [--no-build] [--baseline BIN]
+                               [--ab-only] [--rewrite-urls]
 Needs nginx (with the sub module: Debian's has it), wrk, oha: scripts/bench-deps.sh.
 """
 
@@ -151,6 +155,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="2 runs of 2 s: a smoke test of the harness")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--baseline", metavar="BIN", help="another sidecar binary, run as the peer 'before'")
+    ap.add_argument("--rewrite-urls", action="store_true",
+                    help="the peer 'sidecar' (not 'before') runs with inject.rewrite_urls = true")
     args = ap.parse_args()
     if args.quick:
         args.runs, args.duration = 2, 2
@@ -219,7 +225,7 @@ def main():
     location / {{ {pb.NGINX_PROXY_LOCATION} proxy_set_header Accept-Encoding "";
       sub_filter '</head>' '{TAG}</head>'; sub_filter_once on; }} }}""", args.workers, proxy_cpus, args.pin)
         procs.append(sub)
-        def start_sidecar(name, binary, port):
+        def start_sidecar(name, binary, port, extra=""):
             conf = os.path.join(tmp, f"{name}.toml")
             with open(conf, "w") as f:
                 f.write(f"""[server]
@@ -231,14 +237,15 @@ worker_threads = {args.workers}
 url = "http://127.0.0.1:{up_port}"
 [log]
 level = "info"
-""")
+{extra}""")
             proc = subprocess.Popen(pb.taskset(proxy_cpus, args.pin) + [binary, "run", "--config", conf],
                                     stdout=subprocess.DEVNULL,
                                     stderr=open(os.path.join(tmp, f"{name}.log"), "w"))
             procs.append(proc)
             return proc
 
-        side = start_sidecar("sidecar", pb.BIN, side_port)
+        side = start_sidecar("sidecar", pb.BIN, side_port,
+                             "[inject]\nrewrite_urls = true\n" if args.rewrite_urls else "")
         ports = [up_port, ngx_port, sub_port, side_port]
         baseline = None
         if args.baseline:

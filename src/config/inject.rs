@@ -136,7 +136,7 @@ pub struct InjectConfig {
     pub shell_key_file: Option<PathBuf>,
     /// Absolute URLs in the pages the sidecar rewrites (`href`, `src`, `action`, …) that name
     /// the app's own address (the upstream, `upstream.internal_origins`, `http://` + the
-    /// public host) become the public origin.
+    /// public host) become the public origin. Off by default: it tokenizes whole pages.
     pub rewrite_urls: bool,
 }
 
@@ -158,7 +158,9 @@ impl Default for InjectConfig {
             csp: CspMode::Rewrite,
             diag_path: "/__tccc/diag".into(),
             diag_hosts: None,
-            rewrite_urls: true,
+            // Off until its cost is down: the whole page is tokenized instead of its head
+            // (benches/results/2026-12-05-rewrite-urls-ab.md).
+            rewrite_urls: false,
             click_to_call_allow: Vec::new(),
             // ITU-T international premium-rate (+979), shared-cost (+808) and international
             // networks and satellite services (+870, +881, +882, +883): ranges that cost the

@@ -17,20 +17,39 @@ use lol_html::html_content::Element;
 use lol_html::Selector;
 use std::sync::{Arc, LazyLock};
 
-/// The attributes holding one URL each, by the elements that may carry them.
-const SINGLE: [(&str, &str); 7] = [
-    ("[href]", "href"),
-    ("[src]", "src"),
+/// The attributes holding one URL each, by the elements that may carry them. Each selector
+/// names its element: lol_html then lexes only those tags and skips every other one by
+/// name, where an attribute-only selector (`[href]`) would make it lex every tag of the page.
+const SINGLE: [(&str, &str); 24] = [
+    ("a[href]", "href"),
+    ("link[href]", "href"),
+    ("area[href]", "href"),
+    ("base[href]", "href"),
+    ("use[href]", "href"),
+    ("image[href]", "href"),
+    ("img[src]", "src"),
+    ("script[src]", "src"),
+    ("iframe[src]", "src"),
+    ("frame[src]", "src"),
+    ("source[src]", "src"),
+    ("embed[src]", "src"),
+    ("audio[src]", "src"),
+    ("video[src]", "src"),
+    ("input[src]", "src"),
+    ("track[src]", "src"),
     ("form[action]", "action"),
-    ("[formaction]", "formaction"),
+    ("button[formaction]", "formaction"),
+    ("input[formaction]", "formaction"),
     ("video[poster]", "poster"),
     ("object[data]", "data"),
-    ("[xlink\\:href]", "xlink:href"),
+    ("a[xlink\\:href]", "xlink:href"),
+    ("use[xlink\\:href]", "xlink:href"),
+    ("image[xlink\\:href]", "xlink:href"),
 ];
 
 struct Selectors {
     single: Vec<(Selector, &'static str)>,
-    srcset: Selector,
+    srcset: Vec<Selector>,
     refresh: Selector,
 }
 
@@ -41,7 +60,7 @@ static SELECTORS: LazyLock<Selectors> = LazyLock::new(|| {
     };
     Selectors {
         single: SINGLE.iter().map(|(s, a)| (parse(s), *a)).collect(),
-        srcset: parse("[srcset]"),
+        srcset: vec![parse("img[srcset]"), parse("source[srcset]")],
         refresh: parse("meta[http-equiv][content]"),
     }
 });
@@ -62,13 +81,15 @@ pub fn handlers(rebase: Arc<Rebase>) -> Vec<Handler> {
             Ok(())
         }));
     }
-    let r = rebase.clone();
-    out.push(on(&s.srcset, move |el: &mut El<'_, '_>| {
-        if let Some(new) = el.get_attribute("srcset").and_then(|v| srcset(&r, &v)) {
-            let _ = el.set_attribute("srcset", &new);
-        }
-        Ok(())
-    }));
+    for selector in &s.srcset {
+        let r = rebase.clone();
+        out.push(on(selector, move |el: &mut El<'_, '_>| {
+            if let Some(new) = el.get_attribute("srcset").and_then(|v| srcset(&r, &v)) {
+                let _ = el.set_attribute("srcset", &new);
+            }
+            Ok(())
+        }));
+    }
     out.push(on(&s.refresh, move |el: &mut El<'_, '_>| {
         let is_refresh = el
             .get_attribute("http-equiv")

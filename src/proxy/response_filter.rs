@@ -191,13 +191,19 @@ pub fn cookies(headers: &mut HeaderMap, secure: bool, own_hosts: &[String], clie
     if !headers.contains_key(SET_COOKIE) {
         return;
     }
-    let client = client_host_name(client_host);
+    let mut client: Option<String> = None;
     let values: Vec<HeaderValue> = headers.get_all(SET_COOKIE).iter().cloned().collect();
     headers.remove(SET_COOKIE);
     for v in values {
         let new = match v.to_str() {
             Ok(s) => {
-                let dropped = without_own_domain(s, own_hosts, &client);
+                // Most cookies have no Domain: nothing is allocated for them.
+                let dropped = if has_domain(s) {
+                    let client = client.get_or_insert_with(|| client_host_name(client_host));
+                    without_own_domain(s, own_hosts, client)
+                } else {
+                    None
+                };
                 let s = dropped.as_deref().unwrap_or(s);
                 let add_secure = secure && !has_secure_attribute(s);
                 match (dropped.is_some(), add_secure) {
@@ -210,6 +216,13 @@ pub fn cookies(headers: &mut HeaderMap, secure: bool, own_hosts: &[String], clie
         };
         headers.append(SET_COOKIE, new);
     }
+}
+
+fn has_domain(cookie: &str) -> bool {
+    cookie
+        .as_bytes()
+        .windows(6)
+        .any(|w| w.eq_ignore_ascii_case(b"domain"))
 }
 
 /// The client's host name, lower case, without port or brackets.

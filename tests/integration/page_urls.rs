@@ -1,4 +1,4 @@
-//! Absolute URLs of the app's own address in pages (`inject.rewrite_urls`), through the real
+//! Absolute URLs of the app's own address in pages (`inject.rewrite_urls = true`), through the real
 //! proxy, compared byte for byte: every attribute that carries a URL is moved to the public
 //! origin, in plain, gzip and GBK pages and with the page split into 7-byte chunks (URLs cut
 //! across chunks); the same URLs in a script, a style block, a JSON island, a textarea and an
@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 const TAG: &str = "<script src=\"/__tccc/loader.js\" data-tccc-loader defer></script>";
 const INTERNAL: &str = "internal_origins = [\"http://oa.intranet:8080\"]";
+const ON: &str = "\n\n[inject]\nrewrite_urls = true";
 
 /// The page as (what the app writes, what the browser must get); `{UP}` is the upstream's
 /// own origin, `{PUB}` the public one.
@@ -145,7 +146,7 @@ async fn urls_of_the_apps_own_address_move_to_the_public_origin_and_nothing_else
         ("gbk", "identity"),
     ] {
         let (up, origin) = app(charset, coding).await;
-        let side = Sidecar::start(&up.url(), "", INTERNAL).await;
+        let side = Sidecar::start(&up.url(), "", &format!("{INTERNAL}{ON}")).await;
         let mut c = side.h2().await;
         let (parts, body) = read(c.send(nav()).await.unwrap()).await;
         let got = decoded(&parts.headers, &body);
@@ -162,14 +163,10 @@ async fn urls_of_the_apps_own_address_move_to_the_public_origin_and_nothing_else
 }
 
 #[tokio::test]
-async fn turned_off_pages_keep_their_urls() {
+async fn by_default_pages_keep_their_urls() {
+    // Off by default (it parses whole pages): the page is the app's, plus the tag.
     let (up, origin) = app("utf-8", "identity").await;
-    let side = Sidecar::start(
-        &up.url(),
-        "",
-        &format!("{INTERNAL}\n\n[inject]\nrewrite_urls = false"),
-    )
-    .await;
+    let side = Sidecar::start(&up.url(), "", INTERNAL).await;
     let mut c = side.h1().await;
     let (_, body) = read(c.send(nav()).await.unwrap()).await;
     let (_, want) = pages(origin.get().unwrap(), "https://localhost", false);
