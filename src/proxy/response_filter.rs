@@ -227,12 +227,9 @@ fn has_domain(cookie: &str) -> bool {
 
 /// The client's host name, lower case, without port or brackets.
 fn client_host_name(host: &str) -> String {
-    let h = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or_default()
-    } else {
-        host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host)
-    };
-    h.trim_end_matches('.').to_ascii_lowercase()
+    crate::state::host_without_port(host)
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
 }
 
 /// The cookie without its `Domain` attribute when that names one of `own_hosts` and the

@@ -219,13 +219,7 @@ async fn django_session(app: &App, user: &str, password: &str) -> String {
         .await
         .unwrap();
     let csrf_cookie = set_cookie(page.headers(), "csrftoken");
-    let html = page.text().await.unwrap();
-    let token = html
-        .split("name=\"csrfmiddlewaretoken\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_string();
+    let token = form_token(&page.text().await.unwrap());
     let resp = client
         .post(format!("{}/admin/login/?next=/admin/", app.url))
         .header("cookie", format!("csrftoken={csrf_cookie}"))
@@ -239,6 +233,15 @@ async fn django_session(app: &App, user: &str, password: &str) -> String {
         .unwrap();
     assert_eq!(resp.status(), 302, "signed in");
     format!("sessionid={}", set_cookie(resp.headers(), "sessionid"))
+}
+
+/// The CSRF token of the admin's login form.
+fn form_token(html: &str) -> String {
+    html.split("name=\"csrfmiddlewaretoken\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_string()
 }
 
 fn set_cookie(h: &reqwest::header::HeaderMap, name: &str) -> String {
@@ -313,22 +316,8 @@ async fn django_admin_is_read_from_its_user_menu_and_a_display_name_is_refused()
     let mut c = env.side.h1().await;
     let (parts, body) = c.get("/admin/login/").await;
     assert_eq!(parts.status, 200);
-    let html = String::from_utf8_lossy(&body);
-    let token = html
-        .split("name=\"csrfmiddlewaretoken\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_string();
-    let csrf = parts
-        .headers
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| v.strip_prefix("csrftoken="))
-        .and_then(|v| v.split(';').next())
-        .unwrap()
-        .to_string();
+    let token = form_token(&String::from_utf8_lossy(&body));
+    let csrf = set_cookie(&parts.headers, "csrftoken");
     let form = format!("csrfmiddlewaretoken={token}&username=admin&password=pw-admin");
     let req = http::Request::post("/admin/login/")
         .header("origin", "https://localhost")
